@@ -1,0 +1,59 @@
+// The consistent-hash ring: which nodes hold a key.
+//
+// Each node owns `vnodes_per_node` tokens, at hash64("<node id>/<vnode index>"). A key belongs to
+// the first token clockwise from hash64(key); its preference list is the first N distinct nodes
+// met walking clockwise from there. Virtual nodes spread each node's share evenly, and adding or
+// removing one node moves only the keys whose walk meets that node's tokens first.
+// This is the one place that knows the ring: the coordinator, the simulator and (later) kvbench's
+// request routing all ask it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "core/version.h"
+
+namespace kv {
+
+inline constexpr std::uint32_t ring_vnodes_per_node_default = 64;
+inline constexpr std::uint32_t ring_vnodes_per_node_max = 4096;
+inline constexpr std::size_t ring_nodes_max = 1024;
+
+class Ring {
+ public:
+  // REQUIRES: 1 <= vnodes_per_node <= ring_vnodes_per_node_max.
+  explicit Ring(std::uint32_t vnodes_per_node = ring_vnodes_per_node_default);
+
+  // Adding a present node or removing an absent one does nothing.
+  // REQUIRES: node_count() < ring_nodes_max to add.
+  void add_node(NodeId node);
+  void remove_node(NodeId node);
+  bool contains(NodeId node) const;
+  std::size_t node_count() const { return nodes_.size(); }
+  const std::vector<NodeId>& nodes() const { return nodes_; }  // ascending
+  std::uint32_t vnodes_per_node() const { return vnodes_per_node_; }
+
+  // The first min(n, node_count()) distinct nodes clockwise from hash64(key).
+  // The first n are the key's replicas; asking for more gives the fallbacks in order.
+  std::vector<NodeId> preference_list(std::string_view key, std::size_t n) const;
+
+  // The node owning the first token at or after `position` (wrapping). REQUIRES: node_count() > 0.
+  NodeId owner_of(std::uint64_t position) const;
+
+ private:
+  struct Token {
+    std::uint64_t position;
+    NodeId node;
+    bool operator<(const Token& o) const {
+      return position != o.position ? position < o.position : node < o.node;
+    }
+  };
+
+  std::uint32_t vnodes_per_node_;
+  std::vector<NodeId> nodes_;   // ascending
+  std::vector<Token> tokens_;   // ascending by (position, node)
+};
+
+}  // namespace kv

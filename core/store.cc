@@ -1,0 +1,38 @@
+// Store and HintStore: merge-based maps (see store.h).
+#include "core/store.h"
+
+namespace kv {
+
+bool Store::apply(const std::string& key, const Record& r) {
+  auto it = records_.find(key);
+  if (it == records_.end()) {
+    records_.emplace(key, r);
+    return true;
+  }
+  if (compare(r, it->second) <= 0) return false;
+  it->second = r;
+  return true;
+}
+
+std::optional<Record> Store::get(std::string_view key) const {
+  auto it = records_.find(key);
+  if (it == records_.end()) return std::nullopt;
+  return it->second;
+}
+
+bool HintStore::add(NodeId target, const std::string& key, const Record& r) {
+  auto [it, inserted] = hints_.try_emplace(HintKey{target, key}, r);
+  if (inserted) return true;
+  if (compare(r, it->second) <= 0) return false;
+  it->second = r;
+  return true;
+}
+
+bool HintStore::remove_delivered(NodeId target, const std::string& key, const Version& delivered) {
+  auto it = hints_.find(HintKey{target, key});
+  if (it == hints_.end() || it->second.version > delivered) return false;
+  hints_.erase(it);
+  return true;
+}
+
+}  // namespace kv
