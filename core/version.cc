@@ -1,6 +1,8 @@
 // Version order, record merge and the hybrid logical clock.
 #include "core/version.h"
 
+#include <limits>
+
 namespace kv {
 
 std::string Version::to_string() const {
@@ -24,8 +26,12 @@ std::optional<Record> merge(const std::optional<Record>& a, const std::optional<
 Version Hlc::now(std::uint64_t wall_ms) {
   if (wall_ms > last_.physical_ms) {
     last_ = Version{wall_ms, 0, node_};
-  } else {
+  } else if (last_.counter < std::numeric_limits<std::uint32_t>::max()) {
     last_ = Version{last_.physical_ms, last_.counter + 1, node_};
+  } else {
+    // Counter exhausted (reachable by observing a peer's stamp with the largest counter):
+    // wrapping it to zero would issue a stamp below the last one, so take the next millisecond.
+    last_ = Version{last_.physical_ms + 1, 0, node_};
   }
   return last_;
 }

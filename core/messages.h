@@ -1,0 +1,129 @@
+// What crosses the core/driver boundary: client requests and replies, peer messages, calls to
+// the bridges (PostgreSQL, legacy API) and their replies, and the Ready batch of outputs.
+//
+// Peer messages are plain structs here; the drivers carry them (the simulator in memory, kvnode
+// framed as protobuf). Every message names the request it belongs to, so duplicates and stale
+// replies can be recognised and ignored.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <variant>
+#include <vector>
+
+#include "core/version.h"
+#include "core/wal.h"
+
+namespace kv {
+
+// ---- Client side ----
+
+enum class OpType : std::uint8_t { get, put, del };
+
+struct ClientRequest {
+  std::uint64_t id = 0;  // chosen by the driver, echoed in the reply
+  OpType op = OpType::get;
+  std::string key;
+  std::string value;      // put only
+  std::uint32_t r = 0;    // read quorum; 0 = the configured default
+  std::uint32_t w = 0;    // write quorum; 0 = the configured default
+};
+
+// Errors a client can see. A put or delete that fails with `quorum_unavailable` wrote nothing;
+// one that fails with `timeout` may or may not have been applied (the outcome is unknown).
+enum class Errc {
+  invalid_argument = 1,  // bad key, value or quorum for this cluster
+  quorum_unavailable,    // too few replicas answered before the deadline; nothing was written
+  timeout,               // too few acknowledgements before the deadline; outcome unknown
+  overloaded,            // requests_in_flight_max reached
+};
+const std::error_category& errc_category();
+std::error_code make_error_code(Errc e);
+
+struct ClientReply {
+  std::uint64_t id = 0;
+  std::error_code error;          // empty on success
+  std::string detail;             // human-readable, for error replies
+  std::optional<Record> record;   // get: the newest record found (a tombstone means not found)
+  Version version;                // put/del: the version written
+};
+
+// ---- Peer messages ----
+
+struct ReadReq {
+  std::uint64_t req = 0;
+  std::string key;
+};
+struct ReadResp {
+  std::uint64_t req = 0;
+  std::string key;
+  std::optional<Record> record;
+};
+enum class WriteKind : std::uint8_t {
+  client = 1,         // a coordinator's write for a client
+  repair = 2,         // read repair
+  hint_delivery = 3,  // a held hint handed to its target
+};
+struct WriteReq {
+  std::uint64_t req = 0;
+  WriteKind kind = WriteKind::client;
+  std::string key;
+  Record record;
+  NodeId hint_for = 0;  // non-zero: the receiver is a fallback and holds this as a hint
+};
+struct WriteAck {
+  std::uint64_t req = 0;
+  WriteKind kind = WriteKind::client;
+  std::string key;
+  Version version;
+};
+using MessageBody = std::variant<ReadReq, ReadResp, WriteReq, WriteAck>;
+
+struct Message {
+  NodeId from = 0;
+  NodeId to = 0;
+  MessageBody body;
+};
+
+// ---- Bridges (PostgreSQL write-through and lookup, legacy read-through) ----
+
+enum class BridgeKind : std::uint8_t { pg_write = 1, pg_lookup = 2, legacy_fetch = 3 };
+
+struct BridgeCall {
+  std::uint64_t id = 0;
+  BridgeKind kind = BridgeKind::pg_write;
+  std::string key;
+  std::optional<Record> record;  // pg_write: what to upsert (version-guarded)
+};
+
+struct BridgeReply {
+  std::uint64_t id = 0;
+  BridgeKind kind = BridgeKind::pg_write;
+  std::error_code error;         // the service failed or timed out
+  std::optional<Record> record;  // pg_lookup: the stored row; legacy_fetch: the value (hydration)
+};
+
+// ---- The batch of outputs ----
+
+// Everything one or more inputs produced, to be carried out in this order: first make every
+// entry of `persist` durable (append and fsync), and only then send `messages`, answer `replies`
+// and start `bridge_calls`. Batches are carried out in the order they were taken, so an output
+// never leaves before what it depends on, from its own batch or an earlier one, is durable.
+struct Ready {
+  std::vector<WalEntry> persist;
+  std::vector<Message> messages;
+  std::vector<ClientReply> replies;
+  std::vector<BridgeCall> bridge_calls;
+  std::optional<std::uint64_t> next_tick_ms;  // local clock; call on_tick at or after it
+
+  bool has_outputs() const {
+    return !persist.empty() || !messages.empty() || !replies.empty() || !bridge_calls.empty();
+  }
+};
+
+}  // namespace kv
+
+template <>
+struct std::is_error_code_enum<kv::Errc> : std::true_type {};

@@ -1,0 +1,159 @@
+// The checker: the consistency contract (DESIGN.md, C1-C5) over a run's history and final state.
+//
+// It knows only what a client could know (operations, their real-time order, what each returned)
+// plus, for C2, the replicas' final records. Properties that rely on quorum intersection (C4, C5)
+// are checked only where the quorums used do intersect, and not at all in sloppy mode, which
+// gives them up for availability.
+#include <algorithm>
+#include <map>
+#include <string>
+
+#include "sim/history.h"
+
+namespace kv::sim {
+
+namespace {
+
+std::string describe(const Op& op) {
+  std::string s = std::string(op.op == OpType::get ? "get" : op.op == OpType::put ? "put" : "del") +
+                  " #" + std::to_string(op.id & 0xffffffff) + " by client " + std::to_string(op.client);
+  if (op.op == OpType::put) s += " value=" + op.value;
+  s += " q=" + std::to_string(op.quorum) + " [" + std::to_string(op.invoke_us / 1000) + "ms, " +
+       std::to_string(op.complete_us / 1000) + "ms]";
+  if (op.op != OpType::get && op.outcome == Outcome::ok) s += " version " + op.version.to_string();
+  return s;
+}
+
+Version observed_version(const Op& get) { return get.read ? get.read->version : Version{}; }
+
+std::string observed(const Op& get) {
+  if (!get.read) return "nothing (no version)";
+  return (get.read->tombstone ? std::string("a tombstone") : "value " + get.read->value) +
+         " at version " + get.read->version.to_string();
+}
+
+bool is_acked_write(const Op& op) { return op.op != OpType::get && op.outcome == Outcome::ok; }
+
+// C3: a read returns what some put wrote (and was invoked before the read ended), at the version
+// that put was given if it was acknowledged.
+void check_no_invented_data(const std::vector<Op>& ops, std::vector<Violation>& out) {
+  std::map<std::string, const Op*> by_value;
+  for (const Op& op : ops) {
+    if (op.op == OpType::put) by_value[op.value] = &op;
+  }
+  for (const Op& g : ops) {
+    if (g.op != OpType::get || g.outcome != Outcome::ok || !g.read || g.read->tombstone) continue;
+    auto it = by_value.find(g.read->value);
+    if (it == by_value.end() || it->second->key != g.key || it->second->invoke_us > g.complete_us) {
+      out.push_back({"C3", g.key + ": " + describe(g) + " returned " + observed(g) +
+                               ", which no put of this key wrote before the read ended"});
+    } else if (it->second->outcome == Outcome::ok && it->second->version != g.read->version) {
+      out.push_back({"C3", g.key + ": " + describe(g) + " returned " + observed(g) + " but " +
+                               describe(*it->second) + " wrote it at another version"});
+    }
+  }
+}
+
+// C4: a read that starts after a write was acknowledged, where R + W > N, sees it or newer.
+void check_quorum_recency(const std::vector<const Op*>& key_ops, const CheckContext& ctx,
+                          std::vector<Violation>& out) {
+  for (const Op* g : key_ops) {
+    if (g->op != OpType::get || g->outcome != Outcome::ok) continue;
+    for (const Op* w : key_ops) {
+      if (!is_acked_write(*w) || w->complete_us >= g->invoke_us) continue;
+      if (g->quorum + w->quorum <= ctx.replicas) continue;
+      if (observed_version(*g) < w->version) {
+        out.push_back({"C4", g->key + ": " + describe(*g) + " returned " + observed(*g) +
+                                  ", older than the acknowledged " + describe(*w)});
+        break;
+      }
+    }
+  }
+}
+
+// C5: a write that starts after another was acknowledged by a quorum that meets every majority
+// gets a greater version, whatever the coordinators' clocks say.
+void check_write_order(const std::vector<const Op*>& key_ops, const CheckContext& ctx,
+                       std::vector<Violation>& out) {
+  const std::uint32_t majority = ctx.replicas / 2 + 1;
+  for (const Op* a : key_ops) {
+    if (!is_acked_write(*a) || a->quorum + majority <= ctx.replicas) continue;
+    for (const Op* b : key_ops) {
+      if (!is_acked_write(*b) || b->invoke_us <= a->complete_us) continue;
+      if (b->version <= a->version) {
+        out.push_back({"C5", a->key + ": " + describe(*b) + " started after " + describe(*a) +
+                                  " was acknowledged, yet got an older version"});
+        return;
+      }
+    }
+  }
+}
+
+// C1: after quiet, the final read sees the newest acknowledged write or something newer.
+void check_no_lost_write(const std::vector<const Op*>& key_ops, std::vector<Violation>& out) {
+  const Op* final_read = nullptr;
+  const Op* newest = nullptr;
+  for (const Op* op : key_ops) {
+    if (op->final_read && op->outcome == Outcome::ok) final_read = op;
+    if (is_acked_write(*op) && (!newest || op->version > newest->version)) newest = op;
+  }
+  if (!newest || !final_read) return;
+  if (observed_version(*final_read) < newest->version) {
+    out.push_back({"C1", newest->key + ": the final read returned " + observed(*final_read) +
+                             ", but " + describe(*newest) + " was acknowledged: it is lost"});
+  }
+}
+
+}  // namespace
+
+std::vector<Violation> check_history(const std::vector<Op>& ops, const CheckContext& ctx) {
+  std::vector<Violation> out;
+  check_no_invented_data(ops, out);
+  std::map<std::string, std::vector<const Op*>> by_key;
+  for (const Op& op : ops) by_key[op.key].push_back(&op);
+  for (const auto& [key, key_ops] : by_key) {
+    check_no_lost_write(key_ops, out);
+    if (ctx.sloppy) continue;
+    check_quorum_recency(key_ops, ctx, out);
+    check_write_order(key_ops, ctx, out);
+  }
+  return out;
+}
+
+std::vector<Violation> check_convergence(const std::vector<const Replica*>& replicas,
+                                         std::uint32_t keys, const CheckContext& ctx) {
+  std::vector<Violation> out;
+  for (std::size_t i = 0; i < replicas.size(); ++i) {
+    if (!replicas[i]) {
+      out.push_back({"C2", "n" + std::to_string(i + 1) + " is down after the cluster healed"});
+      return out;
+    }
+    const auto& hints = replicas[i]->state().hints.hints();
+    if (!hints.empty()) {
+      const auto& [hint_key, record] = *hints.begin();
+      out.push_back({"C2", "n" + std::to_string(i + 1) + " still holds " +
+                               std::to_string(hints.size()) + " hint(s) after quiet, e.g. for n" +
+                               std::to_string(hint_key.first) + " " + hint_key.second +
+                               " version " + record.version.to_string()});
+    }
+  }
+  if (replicas.empty()) return out;
+  const Ring& ring = replicas[0]->ring();
+  for (std::uint32_t k = 0; k < keys; ++k) {
+    const std::string key = key_name(k);
+    const auto owners = ring.preference_list(key, ctx.replicas);
+    const auto first = replicas[owners[0] - 1]->state().store.get(key);
+    bool same = true;
+    std::string states;
+    for (NodeId n : owners) {
+      const auto r = replicas[n - 1]->state().store.get(key);
+      same = same && r == first;
+      states += " n" + std::to_string(n) + "=" +
+                (r ? r->version.to_string() + (r->tombstone ? "(tombstone)" : "") : "none");
+    }
+    if (!same) out.push_back({"C2", key + ": replicas disagree after quiet:" + states});
+  }
+  return out;
+}
+
+}  // namespace kv::sim

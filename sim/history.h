@@ -1,0 +1,55 @@
+// The history of a run: every client operation, when it was invoked and completed (in true,
+// global time, which no node can see), and how it ended. The checker reads only this and the
+// replicas' final state.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/messages.h"
+#include "core/replica.h"
+#include "sim/sim.h"
+
+namespace kv::sim {
+
+enum class Outcome : std::uint8_t {
+  pending,
+  ok,       // acknowledged
+  failed,   // definitely not applied (a put/del refused before anything was written, any get)
+  unknown,  // a put/del whose fate the client cannot know (timeout, coordinator crashed)
+};
+
+struct Op {
+  std::uint32_t client = 0;
+  std::uint64_t id = 0;
+  OpType op = OpType::get;
+  std::string key;
+  std::string value;           // put: unique per operation, so a read names the write it saw
+  std::uint32_t quorum = 0;    // effective R or W
+  std::uint64_t invoke_us = 0, complete_us = 0;
+  Outcome outcome = Outcome::pending;
+  std::optional<Record> read;  // get ok: what it returned (absent: nothing stored anywhere)
+  Version version;             // put/del ok: the version the coordinator stamped
+  bool final_read = false;     // one of the reads after the cluster went quiet
+  std::string error;
+};
+
+struct CheckContext {
+  std::uint64_t seed = 0;
+  std::uint32_t replicas = 3;
+  bool sloppy = false;
+};
+
+// C1, C3, C4, C5 over a finished history.
+std::vector<Violation> check_history(const std::vector<Op>& ops, const CheckContext& ctx);
+
+// C2 after the final reads: every key's preference-list replicas hold the same record, and no
+// node still holds a hint. `replicas` are the live replicas of the run, indexed by node id - 1.
+std::vector<Violation> check_convergence(const std::vector<const Replica*>& replicas,
+                                         std::uint32_t keys, const CheckContext& ctx);
+
+std::string key_name(std::uint32_t index);
+
+}  // namespace kv::sim

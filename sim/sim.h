@@ -1,0 +1,132 @@
+// The simulator's public face: a scenario (everything one seed decides), running it, and what a
+// run reports. The kvsim command line (sim/cli/) is built on these and nothing else.
+//
+// A run is a pure function of its scenario: single-threaded, virtual time, one seeded generator
+// split into named streams. The same scenario gives the same event trace, bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/messages.h"
+
+namespace kv::sim {
+
+// ---- Scenario: everything a seed decides, explicit so that it can be shrunk ----
+
+struct Knobs {
+  std::uint32_t nodes = 5;
+  std::uint32_t replicas = 3;
+  std::uint32_t read_quorum = 2;
+  std::uint32_t write_quorum = 2;
+  bool sloppy_quorum = false;
+  std::uint32_t vnodes_per_node = 32;
+  std::uint64_t request_timeout_ms = 2000;
+  std::uint64_t retry_interval_ms = 150;
+  std::uint64_t sloppy_after_ms = 300;
+  std::uint64_t hint_interval_ms = 400;
+  std::uint64_t tick_interval_ms = 20;
+
+  // Network (rates in parts per million of messages)
+  std::uint32_t drop_ppm = 0;
+  std::uint32_t duplicate_ppm = 0;
+  std::uint64_t latency_us_min = 200;
+  std::uint64_t latency_us_jitter = 800;
+  std::uint32_t long_tail_ppm = 0;     // a message takes up to long_tail_us_max extra
+  std::uint64_t long_tail_us_max = 0;
+
+  // Disk
+  std::uint64_t fsync_us_min = 500;
+  std::uint64_t fsync_us_jitter = 2000;
+  std::uint32_t fsync_slow_ppm = 0;    // an fsync takes up to fsync_slow_us_max extra
+  std::uint64_t fsync_slow_us_max = 0;
+  std::uint64_t snapshot_wal_bytes = 16 * 1024;  // take a snapshot once the log is this long
+
+  // Clocks: per node offset and rate error
+  std::vector<std::int64_t> clock_skew_ms;   // one per node
+  std::vector<std::int32_t> clock_drift_ppm; // one per node
+
+  // Timeline
+  std::uint64_t quiet_ms = 10000;        // after healing, before the final reads
+  std::uint64_t client_timeout_ms = 5000;
+};
+
+enum class FaultKind : std::uint8_t {
+  partition,         // `group` cannot exchange messages with the rest, both ways
+  partition_one_way, // messages from `group` to the rest are lost; the other way works
+  crash,             // `group[0]` crashes; it restarts `duration_ms` later
+};
+
+struct Fault {
+  std::uint64_t at_ms = 0;
+  FaultKind kind = FaultKind::partition;
+  std::vector<NodeId> group;
+  std::uint64_t duration_ms = 0;
+  std::uint32_t torn_mode = 0;  // crash: 0 lose the unsynced tail, 1 keep a prefix, 2 garbage
+};
+
+struct ClientOp {
+  OpType op = OpType::get;
+  std::uint32_t key = 0;     // index into the key space
+  std::uint32_t r = 0;       // 0: the default
+  std::uint32_t w = 0;
+  NodeId coordinator = 1;
+  std::uint64_t think_ms = 0; // pause before this operation
+};
+
+struct Scenario {
+  std::uint64_t seed = 0;
+  Knobs knobs;
+  std::uint32_t keys = 8;
+  std::vector<Fault> faults;                   // ordered by at_ms
+  std::vector<std::vector<ClientOp>> clients;  // each client runs its list in order
+};
+
+// Every parameter of a run, derived from the seed alone.
+Scenario make_scenario(std::uint64_t seed);
+
+// ---- Running ----
+
+struct RunOptions {
+  // Called with one readable line per event (replay); null: no formatting at all (fast).
+  std::function<void(std::string_view)> trace_line;
+  bool keep_event_hashes = false;  // for check-determinism
+};
+
+struct Violation {
+  std::string property;  // "C1" .. "C5", "invariant", "final-read"
+  std::string detail;    // keys, versions and operations involved
+};
+
+struct RunResult {
+  std::uint64_t seed = 0;
+  std::vector<Violation> violations;
+  std::uint64_t trace_hash = 0;       // hash over every event of the run
+  std::uint64_t events = 0;
+  std::uint64_t sim_time_us = 0;      // virtual time at the end of the run
+  std::uint64_t ops_invoked = 0, ops_ok = 0, ops_failed = 0, ops_unknown = 0;
+  std::map<std::string, std::uint64_t> probes;  // rare paths and faults: name -> times hit
+  std::vector<std::uint64_t> event_hashes;      // if keep_event_hashes: hash after each event
+
+  bool ok() const { return violations.empty(); }
+};
+
+RunResult run(const Scenario& scenario, const RunOptions& options = {});
+
+// ---- Shrinking ----
+
+// Cuts the scenario's faults, operations and fault rates down while run() still reports a
+// violation of the same property. `progress` is told about every attempt.
+Scenario shrink(const Scenario& failing, const std::function<void(std::string_view)>& progress);
+
+// A readable and re-readable text form of a scenario, for `kvsim shrink --out` and
+// `kvsim replay --scenario`.
+std::string scenario_to_text(const Scenario& s);
+// Returns false and sets `error` if the text is not a scenario.
+bool scenario_from_text(std::string_view text, Scenario& out, std::string& error);
+
+}  // namespace kv::sim

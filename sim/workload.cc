@@ -1,0 +1,179 @@
+// The clients of the simulated world: they run their operation lists one at a time against the
+// node each operation names, record every invocation and completion in the history, and give up
+// on a request after client_timeout_ms. Then the end of a run: heal, quiet, final reads, checks.
+#include <cassert>
+
+#include "sim/world.h"
+
+namespace kv::sim {
+
+std::string key_name(std::uint32_t index) { return "k" + std::to_string(index); }
+
+void World::client_next(std::uint32_t c) {
+  Client& client = clients_[c];
+  const ClientOp& op = sc_.clients[c][client.next_op++];
+  issue(c, op, false, op.key);
+}
+
+// Invokes one operation. A node that is down refuses the connection: the operation fails at
+// once and, having reached no replica, certainly changed nothing.
+void World::issue(std::uint32_t c, const ClientOp& op, bool final_read, std::uint32_t key) {
+  Client& client = clients_[c];
+  Op h;
+  h.client = c;
+  h.id = (static_cast<std::uint64_t>(c) << 32) | ++client.issued;
+  h.op = op.op;
+  h.key = key_name(key);
+  if (op.op == OpType::put) h.value = "c" + std::to_string(c) + "." + std::to_string(client.issued);
+  h.quorum = op.op == OpType::get ? (op.r ? op.r : sc_.knobs.read_quorum)
+                                  : (op.w ? op.w : sc_.knobs.write_quorum);
+  h.invoke_us = now_us_;
+  h.final_read = final_read;
+  const std::size_t index = history_.size();
+  history_.push_back(h);
+  client.current = index;
+  by_request_[h.id] = index;
+
+  const Event e{now_us_, 0, Ev::client_next, op.coordinator, c, h.id};
+  trace(e, std::string(op.op == OpType::get ? "get" : op.op == OpType::put ? "put" : "del") + " " +
+               h.key + (h.value.empty() ? "" : "=" + h.value) + " q=" + std::to_string(h.quorum));
+  Node& n = node(op.coordinator);
+  if (!n.up) {
+    history_[index].error = "connection refused";
+    return complete(index, Outcome::failed, nullptr);
+  }
+  schedule(now_us_ + sc_.knobs.client_timeout_ms * 1000, Ev::client_timeout, 0, index);
+  n.replica->on_client(ClientRequest{h.id, h.op, h.key, h.value, op.r, op.w}, local_ms(n.id));
+  after_input(n);
+}
+
+void World::on_reply(const ClientReply& reply) {
+  auto it = by_request_.find(reply.id);
+  if (it == by_request_.end()) return;
+  const std::size_t index = it->second;
+  if (history_[index].outcome != Outcome::pending) return;
+  if (!reply.error) return complete(index, Outcome::ok, &reply);
+  history_[index].error = reply.error.message() + ": " + reply.detail;
+  const bool maybe_applied = history_[index].op != OpType::get && reply.error == Errc::timeout;
+  complete(index, maybe_applied ? Outcome::unknown : Outcome::failed, &reply);
+}
+
+void World::on_client_timeout(std::size_t index) {
+  if (history_[index].outcome != Outcome::pending) return;
+  probe("client_timeout");
+  history_[index].error = "client timeout";
+  complete(index, history_[index].op == OpType::get ? Outcome::failed : Outcome::unknown, nullptr);
+}
+
+void World::complete(std::size_t index, Outcome outcome, const ClientReply* reply) {
+  Op& h = history_[index];
+  h.outcome = outcome;
+  h.complete_us = now_us_;
+  if (outcome == Outcome::ok) {
+    if (h.op == OpType::get) {
+      h.read = reply->record;
+    } else {
+      h.version = reply->version;
+    }
+  }
+  trace_hash_ = (trace_hash_ ^ (h.id + static_cast<std::uint64_t>(outcome))) * 0x100000001b3ULL;
+  if (options_.trace_line) {
+    std::string what = "client " + std::to_string(h.client) + " " + h.key + " -> ";
+    what += outcome == Outcome::ok ? "ok" : outcome == Outcome::failed ? "failed" : "unknown";
+    if (h.read) what += " " + h.read->version.to_string() + (h.read->tombstone ? " tombstone" : " " + h.read->value);
+    if (outcome == Outcome::ok && h.op != OpType::get) what += " " + h.version.to_string();
+    if (!h.error.empty()) what += " (" + h.error + ")";
+    trace(Event{now_us_, 0, Ev::client_timeout, 0, 0, 0}, what);
+  }
+  Client& client = clients_[h.client];
+  client.current.reset();
+  if (h.final_read) {
+    if (outcome == Outcome::ok) {
+      --final_pending_;
+      if (final_pending_ == 0) schedule(now_us_ + settle_ms * 1000, Ev::final_check, 0);
+    } else {
+      schedule(now_us_ + final_read_retry_ms * 1000, Ev::final_reads, 0, 1);
+    }
+    return;
+  }
+  const auto& ops = sc_.clients[h.client];
+  if (client.next_op < ops.size()) {
+    schedule(now_us_ + ops[client.next_op].think_ms * 1000, Ev::client_next, 0, h.client);
+  } else {
+    maybe_heal();
+  }
+}
+
+void World::maybe_heal() {
+  for (std::size_t c = 0; c < clients_.size(); ++c) {
+    if (clients_[c].current || clients_[c].next_op < sc_.clients[c].size()) return;
+  }
+  if (!healed_) {
+    healed_ = true;
+    schedule(now_us_, Ev::heal, 0);
+  }
+}
+
+// The fault phase is over: links are restored, crashed nodes restart, the network stops losing
+// and duplicating. Clocks stay skewed. The cluster then has quiet_ms to deliver its hints.
+void World::heal() {
+  faults_active_ = false;
+  blocked_.clear();
+  for (Node& n : nodes_) {
+    if (!n.up) boot(n);
+  }
+  final_attempts_.assign(sc_.keys, 0);
+  schedule(now_us_ + sc_.knobs.quiet_ms * 1000, Ev::final_reads, 0, 0);
+}
+
+// One final client reads every key with R = N (which also repairs every replica of it). A final
+// read that fails is retried; one that keeps failing is a liveness violation.
+void World::start_final_reads() {
+  const auto reader = static_cast<std::uint32_t>(clients_.size());
+  if (clients_.size() == sc_.clients.size()) clients_.emplace_back();
+  final_pending_ = 0;
+  for (std::uint32_t key = 0; key < sc_.keys; ++key) {
+    bool done = false;
+    for (const Op& h : history_) {
+      if (h.final_read && h.key == key_name(key) && h.outcome == Outcome::ok) done = true;
+    }
+    if (done) continue;
+    ++final_pending_;
+    if (++final_attempts_[key] > final_read_attempts_max) {
+      violation("final-read", key_name(key) + ": no final read succeeded in " +
+                                  std::to_string(final_read_attempts_max) + " attempts");
+      finished_ = true;
+      return;
+    }
+  }
+  if (final_pending_ == 0) return;
+  // Issue the pending reads one after another from the final client: complete() chains them.
+  for (std::uint32_t key = 0; key < sc_.keys; ++key) {
+    bool done = false;
+    for (const Op& h : history_) {
+      if (h.final_read && h.key == key_name(key) && h.outcome != Outcome::failed) done = true;
+    }
+    if (done) continue;
+    ClientOp op;
+    op.op = OpType::get;
+    op.r = sc_.knobs.replicas;
+    op.coordinator = static_cast<NodeId>(1 + (key + final_attempts_[key]) % sc_.knobs.nodes);
+    issue(reader, op, true, key);
+  }
+}
+
+void World::final_check() {
+  CheckContext ctx{sc_.seed, sc_.knobs.replicas, sc_.knobs.sloppy_quorum};
+  for (Violation& v : check_history(history_, ctx)) result_.violations.push_back(std::move(v));
+  std::vector<const Replica*> replicas;
+  for (const Node& n : nodes_) replicas.push_back(n.up ? &*n.replica : nullptr);
+  for (Violation& v : check_convergence(replicas, sc_.keys, ctx)) {
+    result_.violations.push_back(std::move(v));
+  }
+  for (const Node& n : nodes_) {
+    if (n.up) collect_stats(*n.replica);
+  }
+  finished_ = true;
+}
+
+}  // namespace kv::sim

@@ -1,0 +1,409 @@
+// The simulated world (see world.h): event loop, processes, disks and network. Clients and the
+// final phase are in workload.cc.
+#include "sim/world.h"
+
+#include <algorithm>
+#include <cassert>
+
+#include "core/hash.h"
+#include "core/wal.h"
+
+namespace kv::sim {
+
+namespace {
+
+std::uint64_t mix(std::uint64_t h, std::uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+  h ^= h >> 31;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  return h ^ (h >> 29);
+}
+
+const char* event_name(int kind) {
+  static const char* names[] = {"deliver", "tick", "fsync", "client", "client-timeout",
+                                "fault", "fault-end", "restart", "heal", "final-reads",
+                                "final-check"};
+  return names[kind];
+}
+
+std::string describe(const Message& m) {
+  return std::visit(
+      [&](const auto& b) -> std::string {
+        using T = std::decay_t<decltype(b)>;
+        std::string s = "n" + std::to_string(m.from) + "->n" + std::to_string(m.to) + " ";
+        if constexpr (std::is_same_v<T, ReadReq>) s += "ReadReq";
+        if constexpr (std::is_same_v<T, ReadResp>) {
+          s += "ReadResp " + (b.record ? b.record->version.to_string() : std::string("none"));
+        }
+        if constexpr (std::is_same_v<T, WriteReq>) {
+          s += "WriteReq kind=" + std::to_string(static_cast<int>(b.kind)) + " " +
+               b.record.version.to_string() + (b.record.tombstone ? " tombstone" : "") +
+               (b.hint_for ? " hint_for=n" + std::to_string(b.hint_for) : "");
+        }
+        if constexpr (std::is_same_v<T, WriteAck>) s += "WriteAck " + b.version.to_string();
+        return s + " req=" + std::to_string(b.req) + " key=" + b.key;
+      },
+      m.body);
+}
+
+std::uint64_t digest(const Message& m) {
+  return std::visit(
+      [&](const auto& b) {
+        using T = std::decay_t<decltype(b)>;
+        std::uint64_t h = mix(mix(m.from, m.to), mix(b.req, hash64(b.key)));
+        if constexpr (std::is_same_v<T, WriteReq>) {
+          h = mix(h, b.record.version.physical_ms ^ b.record.version.counter);
+        }
+        return mix(h, m.body.index());
+      },
+      m.body);
+}
+
+}  // namespace
+
+World::World(const Scenario& scenario, const RunOptions& options)
+    : sc_(scenario),
+      options_(options),
+      net_rng_(Rng(scenario.seed).child("network")),
+      disk_rng_(Rng(scenario.seed).child("disk")),
+      crash_rng_(Rng(scenario.seed).child("crash")) {
+  const Knobs& k = sc_.knobs;
+  assert(k.nodes >= 1 && k.clock_skew_ms.size() == k.nodes && k.clock_drift_ppm.size() == k.nodes);
+  nodes_.resize(k.nodes);
+  for (NodeId id = 1; id <= k.nodes; ++id) node(id).id = id;
+  clients_.resize(sc_.clients.size());
+  result_.seed = sc_.seed;
+}
+
+RunResult World::run() {
+  for (Node& n : nodes_) boot(n);
+  for (std::size_t i = 0; i < sc_.faults.size(); ++i) {
+    schedule(sc_.faults[i].at_ms * 1000, Ev::fault_start, 0, i);
+  }
+  for (std::uint32_t c = 0; c < clients_.size(); ++c) {
+    if (!sc_.clients[c].empty()) {
+      schedule(sc_.clients[c][0].think_ms * 1000, Ev::client_next, 0, c);
+    }
+  }
+  maybe_heal();  // a scenario without operations heals at once
+  while (!queue_.empty() && !finished_) {
+    const Event e = queue_.top();
+    queue_.pop();
+    now_us_ = e.at_us;
+    if (++result_.events > run_events_max || now_us_ > run_sim_time_us_max) {
+      violation("liveness", "the run did not finish within " + std::to_string(run_events_max) +
+                                " events and " + std::to_string(run_sim_time_us_max / 1000000) +
+                                " virtual seconds");
+      break;
+    }
+    step(e);
+    if (options_.keep_event_hashes) result_.event_hashes.push_back(trace_hash_);
+  }
+  if (!finished_ && result_.violations.empty()) {
+    violation("liveness", "the event queue ran dry before the final check");
+  }
+  result_.trace_hash = trace_hash_;
+  result_.sim_time_us = now_us_;
+  for (const Op& op : history_) {
+    if (op.final_read) continue;
+    ++result_.ops_invoked;
+    if (op.outcome == Outcome::ok) ++result_.ops_ok;
+    if (op.outcome == Outcome::failed) ++result_.ops_failed;
+    if (op.outcome == Outcome::unknown) ++result_.ops_unknown;
+  }
+  return std::move(result_);
+}
+
+void World::schedule(std::uint64_t at_us, Ev kind, NodeId n, std::uint64_t a, std::uint64_t b) {
+  queue_.push(Event{at_us, seq_++, kind, n, a, b});
+}
+
+void World::trace(const Event& e, const std::string& what) {
+  if (!options_.trace_line) return;
+  std::string line = std::to_string(e.at_us / 1000) + "." + std::to_string(e.at_us % 1000 + 1000).substr(1) +
+                     "ms " + event_name(static_cast<int>(e.kind));
+  if (e.node) line += " n" + std::to_string(e.node);
+  if (!what.empty()) line += " " + what;
+  options_.trace_line(line);
+}
+
+std::uint64_t World::local_ms(NodeId id) const {
+  const auto i = id - 1;
+  const auto t = static_cast<std::int64_t>(now_us_);
+  const std::int64_t drifted = t + t * sc_.knobs.clock_drift_ppm[i] / static_cast<std::int64_t>(ppm_one);
+  return static_cast<std::uint64_t>(static_cast<std::int64_t>(clock_base_ms) +
+                                    sc_.knobs.clock_skew_ms[i] + drifted / 1000);
+}
+
+void World::step(const Event& e) {
+  trace_hash_ = mix(mix(trace_hash_, e.at_us), mix(static_cast<std::uint64_t>(e.kind) << 32 | e.node,
+                                                   mix(e.a, e.b)));
+  switch (e.kind) {
+    case Ev::deliver: return on_deliver(e.a);
+    case Ev::tick: trace(e, ""); return on_tick(node(e.node), e.a, e.b);
+    case Ev::fsync_done: trace(e, ""); return on_fsync_done(node(e.node), e.a);
+    case Ev::client_next: return client_next(static_cast<std::uint32_t>(e.a));
+    case Ev::client_timeout: return on_client_timeout(e.a);
+    case Ev::fault_start:
+    case Ev::fault_end: {
+      if (!faults_active_) return;
+      const Fault& f = sc_.faults[e.a];
+      if (f.kind == FaultKind::crash) {
+        trace(e, "crash n" + std::to_string(f.group[0]) + " torn_mode=" + std::to_string(f.torn_mode));
+        Node& n = node(f.group[0]);
+        if (!n.up) return;
+        crash(n, f.torn_mode);
+        schedule(now_us_ + f.duration_ms * 1000, Ev::restart, n.id, n.incarnation);
+        return;
+      }
+      trace(e, std::string(f.kind == FaultKind::partition ? "partition" : "one-way partition") +
+                   " of " + std::to_string(f.group.size()) + " node(s)");
+      set_partition(f, e.kind == Ev::fault_start ? 1 : -1);
+      if (e.kind == Ev::fault_start) {
+        probe(f.kind == FaultKind::partition ? "partition" : "partition_one_way");
+        schedule(now_us_ + f.duration_ms * 1000, Ev::fault_end, 0, e.a);
+      }
+      return;
+    }
+    case Ev::restart: {
+      Node& n = node(e.node);
+      if (n.up || n.incarnation != e.a) return;
+      trace(e, "");
+      return boot(n);
+    }
+    case Ev::heal: trace(e, ""); return heal();
+    case Ev::final_reads: trace(e, ""); return start_final_reads();
+    case Ev::final_check: trace(e, ""); return final_check();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes and disks
+
+// Starts a node from what its disk kept: the shared recovery path, then a fresh replica.
+void World::boot(Node& n) {
+  auto recovered = recover(n.snapshot ? std::optional<std::string_view>(*n.snapshot) : std::nullopt, n.wal);
+  if (!recovered) {
+    violation("recovery", "n" + std::to_string(n.id) + ": " + recovered.error().message());
+    finished_ = true;
+    return;
+  }
+  Recovered& r = recovered.value();
+  if (r.wal_tail != WalTail::clean) probe(r.wal_tail == WalTail::torn ? "wal_torn_tail_cut" : "wal_corrupt_tail_cut");
+  if (n.snapshot && n.incarnation > 0) probe("recovered_from_snapshot");
+  n.wal.resize(r.wal_valid_bytes);
+  n.wal_synced = n.wal.size();
+  ++n.incarnation;
+  n.up = true;
+  n.tick_at_us.reset();
+  ++n.tick_generation;
+
+  ReplicaConfig cfg;
+  const Knobs& k = sc_.knobs;
+  cfg.self = n.id;
+  for (NodeId id = 1; id <= k.nodes; ++id) cfg.members.push_back(id);
+  cfg.vnodes_per_node = k.vnodes_per_node;
+  cfg.replicas = k.replicas;
+  cfg.read_quorum = k.read_quorum;
+  cfg.write_quorum = k.write_quorum;
+  cfg.sloppy_quorum = k.sloppy_quorum;
+  cfg.request_timeout_ms = k.request_timeout_ms;
+  cfg.retry_interval_ms = k.retry_interval_ms;
+  cfg.sloppy_after_ms = k.sloppy_after_ms;
+  cfg.hint_interval_ms = k.hint_interval_ms;
+  cfg.tick_interval_ms = k.tick_interval_ms;
+  cfg.request_id_base = n.incarnation << 40;
+  n.replica.emplace(std::move(cfg), std::move(r.state), local_ms(n.id));
+  after_input(n);
+}
+
+// The process dies: what was not synced is lost, wholly or torn. A torn write keeps a prefix of
+// the unsynced bytes (mode 1) or keeps their length with garbage from some point on, as when
+// the sectors of the last write never reached the platter (mode 2).
+void World::crash(Node& n, std::uint32_t torn_mode) {
+  probe("crash");
+  collect_stats(*n.replica);
+  n.up = false;
+  n.replica.reset();
+  n.held.clear();
+  n.fsync_in_flight = false;
+  const std::size_t unsynced = n.wal.size() - n.wal_synced;
+  if (unsynced > 0) probe("crash_lost_unsynced");
+  if (torn_mode == 0 || unsynced == 0) {
+    n.wal.resize(n.wal_synced);
+  } else if (torn_mode == 1) {
+    n.wal.resize(n.wal_synced + crash_rng_.below(unsynced + 1));
+  } else {
+    const std::size_t from = n.wal_synced + crash_rng_.below(unsynced);
+    const bool zeros = crash_rng_.chance_ppm(500'000);
+    for (std::size_t i = from; i < n.wal.size(); ++i) {
+      n.wal[i] = zeros ? '\0' : static_cast<char>(crash_rng_.next());
+    }
+    probe("crash_torn_garbage");
+  }
+}
+
+// Takes the replica's batch and holds it until every byte it appended is durable (group commit:
+// one fsync covers every batch that arrived while the previous one was running).
+void World::after_input(Node& n) {
+  if (!n.up) return;
+  n.replica->check_invariants();
+  Ready ready = n.replica->take_ready();
+  if (ready.next_tick_ms) {
+    const std::uint64_t local = local_ms(n.id);
+    const std::uint64_t wait_ms = *ready.next_tick_ms > local ? *ready.next_tick_ms - local : 0;
+    const std::uint64_t at = now_us_ + wait_ms * 1000;
+    if (!n.tick_at_us || at < *n.tick_at_us) {
+      n.tick_at_us = at;
+      schedule(at, Ev::tick, n.id, n.incarnation, ++n.tick_generation);
+    }
+  }
+  for (const WalEntry& e : ready.persist) wal_encode(e, n.wal);
+  if (ready.has_outputs()) n.held.push_back(Held{std::move(ready), n.wal.size()});
+  release_durable(n);
+  start_fsync(n);
+}
+
+void World::release_durable(Node& n) {
+  while (n.up && !n.held.empty() && n.held.front().sync_point <= n.wal_synced) {
+    Held h = std::move(n.held.front());
+    n.held.pop_front();
+    release(n, h.ready);
+  }
+}
+
+void World::release(Node& n, Ready& ready) {
+  assert(ready.bridge_calls.empty());  // no bridges in this scenario
+  (void)n;
+  for (const Message& m : ready.messages) send(m);
+  for (const ClientReply& r : ready.replies) on_reply(r);
+}
+
+void World::start_fsync(Node& n) {
+  if (n.fsync_in_flight || n.wal_synced == n.wal.size()) return;
+  const Knobs& k = sc_.knobs;
+  std::uint64_t us = k.fsync_us_min + disk_rng_.below(k.fsync_us_jitter + 1);
+  if (faults_active_ && disk_rng_.chance_ppm(k.fsync_slow_ppm)) {
+    us += disk_rng_.long_tail(k.fsync_slow_us_max);
+    probe("fsync_slow");
+  }
+  n.fsync_in_flight = true;
+  n.fsync_target = n.wal.size();
+  schedule(now_us_ + us, Ev::fsync_done, n.id, n.incarnation);
+}
+
+void World::on_fsync_done(Node& n, std::uint64_t incarnation) {
+  if (!n.up || n.incarnation != incarnation || !n.fsync_in_flight) return;
+  n.fsync_in_flight = false;
+  n.wal_synced = n.fsync_target;
+  release_durable(n);
+  maybe_snapshot(n);
+  start_fsync(n);
+}
+
+// Once the log is long and wholly durable, the state is written as a snapshot (atomically, as
+// write-to-temporary, fsync, rename would) and the log starts over: recovery time stays bounded.
+void World::maybe_snapshot(Node& n) {
+  if (!n.up || n.wal.size() < sc_.knobs.snapshot_wal_bytes || n.wal_synced != n.wal.size()) return;
+  n.snapshot = snapshot_encode(n.replica->state());
+  n.wal.clear();
+  n.wal_synced = 0;
+  probe("snapshot_taken");
+}
+
+void World::on_tick(Node& n, std::uint64_t incarnation, std::uint64_t generation) {
+  if (!n.up || n.incarnation != incarnation || n.tick_generation != generation) return;
+  n.tick_at_us.reset();
+  n.replica->on_tick(local_ms(n.id));
+  after_input(n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network: loss, duplication, delay with a long tail (and so reordering), partitions.
+
+void World::send(const Message& m) {
+  const Knobs& k = sc_.knobs;
+  if (blocked(m.from, m.to)) {
+    probe("message_partitioned");
+    return;
+  }
+  if (faults_active_ && net_rng_.chance_ppm(k.drop_ppm)) {
+    probe("message_dropped");
+    return;
+  }
+  const int copies = faults_active_ && net_rng_.chance_ppm(k.duplicate_ppm) ? 2 : 1;
+  if (copies == 2) probe("message_duplicated");
+  for (int c = 0; c < copies; ++c) {
+    std::uint64_t us = k.latency_us_min + net_rng_.below(k.latency_us_jitter + 1);
+    if (faults_active_ && net_rng_.chance_ppm(k.long_tail_ppm)) {
+      us += net_rng_.long_tail(k.long_tail_us_max);
+      probe("message_long_tail");
+    }
+    const std::uint64_t id = seq_;
+    in_flight_.emplace(id, m);
+    schedule(now_us_ + us, Ev::deliver, m.to, id);
+  }
+}
+
+void World::on_deliver(std::uint64_t message_id) {
+  auto it = in_flight_.find(message_id);
+  assert(it != in_flight_.end());
+  const Message m = std::move(it->second);
+  in_flight_.erase(it);
+  trace_hash_ = mix(trace_hash_, digest(m));
+  Node& n = node(m.to);
+  const bool lost = !n.up || blocked(m.from, m.to);
+  if (options_.trace_line) {
+    trace(Event{now_us_, 0, Ev::deliver, 0, 0, 0}, describe(m) + (lost ? " (lost)" : ""));
+  }
+  if (lost) return;
+  n.replica->on_message(m, local_ms(n.id));
+  after_input(n);
+}
+
+bool World::blocked(NodeId from, NodeId to) const {
+  return blocked_.contains({from, to});
+}
+
+void World::set_partition(const Fault& f, int delta) {
+  auto in_group = [&](NodeId x) { return std::find(f.group.begin(), f.group.end(), x) != f.group.end(); };
+  auto cut = [&](NodeId a, NodeId b) {
+    auto& count = blocked_[{a, b}];
+    count += delta;
+    if (count <= 0) blocked_.erase({a, b});
+  };
+  for (NodeId a = 1; a <= sc_.knobs.nodes; ++a) {
+    for (NodeId b = 1; b <= sc_.knobs.nodes; ++b) {
+      if (!in_group(a) || in_group(b)) continue;
+      cut(a, b);
+      if (f.kind == FaultKind::partition) cut(b, a);
+    }
+  }
+}
+
+// The replica's counters die with it: fold them into the run's probes first.
+void World::collect_stats(const Replica& r) {
+  const ReplicaStats& s = r.stats();
+  probe("read_repair", s.read_repairs_sent);
+  probe("hint_stored", s.hints_stored);
+  probe("hint_delivered", s.hints_delivered);
+  probe("hint_refused_full", s.hints_refused_full);
+  probe("quorum_unavailable", s.quorum_unavailable);
+  probe("write_timeout_unknown", s.timeouts);
+  probe("retry_sent", s.retries_sent);
+  probe("stamp_past_seen_version", s.stamps_past_seen);
+  probe("sloppy_fallback_write", s.sloppy_fallback_writes);
+  probe("stale_write_ignored", s.stale_writes_ignored);
+  probe("overloaded", s.overloaded);
+}
+
+void World::violation(std::string property, std::string detail) {
+  result_.violations.push_back(Violation{std::move(property), std::move(detail)});
+}
+
+RunResult run(const Scenario& scenario, const RunOptions& options) {
+  World world(scenario, options);
+  return world.run();
+}
+
+}  // namespace kv::sim

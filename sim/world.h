@@ -1,0 +1,138 @@
+// The simulated world: an event queue in virtual time, a hostile network, disks that lose what
+// was not synced, processes that crash and restart from what their disk kept, skewed clocks,
+// clients that keep a history. It drives kv::Replica exactly as kvnode does: inputs in, one Ready
+// batch out, persisted (group commit) before any of its outputs leave.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <queue>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/replica.h"
+#include "sim/history.h"
+#include "sim/rng.h"
+#include "sim/sim.h"
+
+namespace kv::sim {
+
+// Bounds on a run, so that a livelock shows up as a failure instead of a hang.
+inline constexpr std::uint64_t run_events_max = 20'000'000;
+inline constexpr std::uint64_t run_sim_time_us_max = 900'000'000;  // 15 virtual minutes
+inline constexpr std::uint32_t final_read_attempts_max = 20;
+inline constexpr std::uint64_t final_read_retry_ms = 500;
+inline constexpr std::uint64_t settle_ms = 5000;  // after the final reads, before C2 is checked
+inline constexpr std::uint64_t clock_base_ms = 1'700'000'000'000;
+
+class World {
+ public:
+  World(const Scenario& scenario, const RunOptions& options);
+  RunResult run();
+
+ private:
+  enum class Ev : std::uint8_t {
+    deliver, tick, fsync_done, client_next, client_timeout,
+    fault_start, fault_end, restart, heal, final_reads, final_check,
+  };
+  struct Event {
+    std::uint64_t at_us;
+    std::uint64_t seq;
+    Ev kind;
+    NodeId node;
+    std::uint64_t a, b;  // meaning depends on kind (incarnation, generation, op id, index)
+  };
+  struct Later {
+    bool operator()(const Event& x, const Event& y) const {
+      return x.at_us != y.at_us ? x.at_us > y.at_us : x.seq > y.seq;
+    }
+  };
+  struct Held {
+    Ready ready;
+    std::size_t sync_point;  // this batch may leave once the log is durable up to here
+  };
+  struct Node {
+    NodeId id = 0;
+    bool up = false;
+    std::uint64_t incarnation = 0;
+    std::optional<Replica> replica;
+    std::string wal;               // every byte appended; [0, wal_synced) is durable
+    std::size_t wal_synced = 0;
+    std::optional<std::string> snapshot;
+    std::deque<Held> held;         // batches waiting for their bytes to be durable (FIFO)
+    bool fsync_in_flight = false;
+    std::size_t fsync_target = 0;
+    std::uint64_t tick_generation = 0;
+    std::optional<std::uint64_t> tick_at_us;
+  };
+  struct Client {
+    std::size_t next_op = 0;
+    std::optional<std::size_t> current;  // index into history_
+    std::uint64_t issued = 0;
+  };
+
+  // Event loop
+  void schedule(std::uint64_t at_us, Ev kind, NodeId node, std::uint64_t a = 0, std::uint64_t b = 0);
+  void step(const Event& e);
+  void trace(const Event& e, const std::string& what);
+  std::uint64_t local_ms(NodeId node) const;
+  Node& node(NodeId id) { return nodes_[id - 1]; }
+
+  // Processes and disks
+  void boot(Node& n);
+  void crash(Node& n, std::uint32_t torn_mode);
+  void after_input(Node& n);
+  void release_durable(Node& n);
+  void release(Node& n, Ready& ready);
+  void start_fsync(Node& n);
+  void on_fsync_done(Node& n, std::uint64_t incarnation);
+  void maybe_snapshot(Node& n);
+  void on_tick(Node& n, std::uint64_t incarnation, std::uint64_t generation);
+
+  // Network
+  void send(const Message& m);
+  void on_deliver(std::uint64_t message_id);
+  bool blocked(NodeId from, NodeId to) const;
+  void set_partition(const Fault& f, int delta);
+
+  // Clients
+  void client_next(std::uint32_t client);
+  void issue(std::uint32_t client, const ClientOp& op, bool final_read, std::uint32_t key);
+  void complete(std::size_t index, Outcome outcome, const ClientReply* reply);
+  void on_reply(const ClientReply& reply);
+  void on_client_timeout(std::size_t index);
+  void maybe_heal();
+  void heal();
+  void start_final_reads();
+  void final_check();
+
+  void collect_stats(const Replica& r);
+  void probe(const char* name, std::uint64_t n = 1) { result_.probes[name] += n; }
+  void violation(std::string property, std::string detail);
+
+  const Scenario& sc_;
+  const RunOptions& options_;
+  Rng net_rng_, disk_rng_, crash_rng_;
+  std::priority_queue<Event, std::vector<Event>, Later> queue_;
+  std::uint64_t now_us_ = 0;
+  std::uint64_t seq_ = 0;
+  std::uint64_t trace_hash_ = 0;
+  std::vector<Node> nodes_;
+  std::unordered_map<std::uint64_t, Message> in_flight_;  // looked up by id, never iterated
+  std::map<std::pair<NodeId, NodeId>, int> blocked_;       // directed links cut, with overlap count
+  bool faults_active_ = true;
+  bool healed_ = false;
+  bool finished_ = false;
+  std::vector<Client> clients_;
+  std::vector<Op> history_;
+  std::unordered_map<std::uint64_t, std::size_t> by_request_;  // request id -> history index
+  std::vector<std::uint32_t> final_attempts_;                  // per key
+  std::size_t final_pending_ = 0;
+  RunResult result_;
+};
+
+}  // namespace kv::sim
