@@ -416,34 +416,48 @@ void Replica::drain_local(std::uint64_t now_ms) {
   }
 }
 
-void Replica::check_invariants() const {
-  assert(local_.empty());
-  assert(pending_.size() <= config_.requests_in_flight_max);
-  assert(state_.hints.size() <= config_.hints_max);
+std::string Replica::check_invariants() const {
   const Version& last = hlc_.last();
   auto not_after_clock = [&](const Version& v) {
     return v.physical_ms < last.physical_ms ||
            (v.physical_ms == last.physical_ms && v.counter <= last.counter);
   };
+  if (!local_.empty()) return "self-addressed messages left unhandled";
+  if (pending_.size() > config_.requests_in_flight_max) return "requests_in_flight_max exceeded";
+  if (state_.hints.size() > config_.hints_max) return "hints_max exceeded";
   for (const auto& [key, r] : state_.store.records()) {
-    assert(!key.empty());
-    assert(!r.tombstone || r.value.empty());
-    assert(not_after_clock(r.version));
+    if (key.empty() || key.size() > config_.key_bytes_max) return "stored key of bad size";
+    if (r.tombstone && !r.value.empty()) return "tombstone with a value for " + key;
+    if (!not_after_clock(r.version)) {
+      return "stored version " + r.version.to_string() + " of " + key + " is ahead of the clock " +
+             last.to_string();
+    }
   }
   for (const auto& [hint_key, r] : state_.hints.hints()) {
-    assert(hint_key.first != config_.self && ring_.contains(hint_key.first));
-    assert(not_after_clock(r.version));
+    if (hint_key.first == config_.self || !ring_.contains(hint_key.first)) {
+      return "hint for n" + std::to_string(hint_key.first) + ", not another member";
+    }
+    if (!not_after_clock(r.version)) return "hint version ahead of the clock";
   }
   for (const auto& [req, p] : pending_) {
-    assert(req > config_.request_id_base && req < next_req_);
-    assert(p.quorum >= 1 && p.quorum <= config_.replicas);
-    assert(p.targets.size() >= config_.replicas && p.targets.size() <= ring_.node_count());
-    assert(p.deadline_ms > p.started_ms);
-    assert(p.phase != Phase::write || (p.best && p.best->version.node == config_.self &&
-                                       not_after_clock(p.best->version)));
-    assert(!p.replied || p.phase != Phase::discover);
-    assert(!p.replied || p.phase != Phase::write || answered(p) >= p.quorum);
+    const std::string where = "request " + std::to_string(req) + " for " + p.key + ": ";
+    if (req <= config_.request_id_base || req >= next_req_) return where + "id out of range";
+    if (p.quorum < 1 || p.quorum > config_.replicas) return where + "quorum out of range";
+    if (p.targets.size() < config_.replicas || p.targets.size() > ring_.node_count()) {
+      return where + "wrong number of targets";
+    }
+    if (p.deadline_ms <= p.started_ms) return where + "deadline before start";
+    if (p.phase == Phase::write && !(p.best && p.best->version.node == config_.self &&
+                                     not_after_clock(p.best->version))) {
+      return where + "writing a record this node did not stamp";
+    }
+    if (p.replied && p.phase == Phase::discover) return where + "replied before writing";
+    if (p.replied && p.phase == Phase::write && answered(p) < p.quorum) {
+      return where + "acknowledged with " + std::to_string(answered(p)) + " of W=" +
+             std::to_string(p.quorum) + " acknowledgements";
+    }
   }
+  return {};
 }
 
 }  // namespace kv

@@ -89,9 +89,10 @@ class Replica {
   // The outputs produced since the last call. Carry them out in order (see Ready).
   Ready take_ready();
 
-  // Aborts if an internal invariant is broken. Cheap enough to call after every step of a
-  // simulation (it is linear in the number of keys and requests, both small there).
-  void check_invariants() const;
+  // Empty if every internal invariant holds, else a description of the first broken one.
+  // Cheap enough to call after every step of a simulation (linear in the number of keys and
+  // requests, both small there); a driver that finds one broken must stop the node.
+  std::string check_invariants() const;
 
   const DurableState& state() const { return state_; }
   const ReplicaStats& stats() const { return stats_; }

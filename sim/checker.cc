@@ -17,7 +17,7 @@ namespace {
 std::string describe(const Op& op) {
   std::string s = std::string(op.op == OpType::get ? "get" : op.op == OpType::put ? "put" : "del") +
                   " #" + std::to_string(op.id & 0xffffffff) + " by client " + std::to_string(op.client);
-  if (op.op == OpType::put) s += " value=" + op.value;
+  if (op.op == OpType::put) s += " value=" + value_label(op.value);
   s += " q=" + std::to_string(op.quorum) + " [" + std::to_string(op.invoke_us / 1000) + "ms, " +
        std::to_string(op.complete_us / 1000) + "ms]";
   if (op.op != OpType::get && op.outcome == Outcome::ok) s += " version " + op.version.to_string();
@@ -28,7 +28,7 @@ Version observed_version(const Op& get) { return get.read ? get.read->version : 
 
 std::string observed(const Op& get) {
   if (!get.read) return "nothing (no version)";
-  return (get.read->tombstone ? std::string("a tombstone") : "value " + get.read->value) +
+  return (get.read->tombstone ? std::string("a tombstone") : "value " + value_label(get.read->value)) +
          " at version " + get.read->version.to_string();
 }
 
@@ -105,6 +105,22 @@ void check_no_lost_write(const std::vector<const Op*>& key_ops, std::vector<Viol
 }
 
 }  // namespace
+
+std::string value_label(const std::string& value) {
+  std::string out;
+  const std::size_t cut = value.find(':');
+  for (std::size_t i = 0; i < value.size() && i < cut && out.size() < 40; ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      static const char* hex = "0123456789abcdef";
+      out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
+    }
+  }
+  if (cut != std::string::npos) out += "+" + std::to_string(value.size() - cut) + "B";
+  return out;
+}
 
 std::vector<Violation> check_history(const std::vector<Op>& ops, const CheckContext& ctx) {
   std::vector<Violation> out;

@@ -52,4 +52,7 @@ std::vector<Violation> check_convergence(const std::vector<const Replica*>& repl
 
 std::string key_name(std::uint32_t index);
 
+// A value as people read it: its unique name, without the padding (garbage is shown escaped).
+std::string value_label(const std::string& value);
+
 }  // namespace kv::sim

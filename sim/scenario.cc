@@ -38,8 +38,8 @@ Knobs make_knobs(Rng& rng) {
   k.long_tail_ppm = static_cast<std::uint32_t>(rng.between(0, 20'000));
   k.long_tail_us_max = rng.between(10'000, 2'000'000);
 
-  k.fsync_us_min = rng.between(100, 3000);
-  k.fsync_us_jitter = rng.between(0, 10'000);
+  k.fsync_us_min = rng.between(100, 8000);  // from a fast SSD to a busy spinning disk
+  k.fsync_us_jitter = rng.between(0, 20'000);
   k.fsync_slow_ppm = static_cast<std::uint32_t>(rng.between(0, 20'000));
   k.fsync_slow_us_max = rng.between(10'000, 500'000);
   k.snapshot_wal_bytes = rng.between(2048, 64 * 1024);
@@ -48,6 +48,7 @@ Knobs make_knobs(Rng& rng) {
     k.clock_skew_ms.push_back(rng.between_signed(-5000, 5000));
     k.clock_drift_ppm.push_back(static_cast<std::int32_t>(rng.between_signed(-20'000, 20'000)));
   }
+  k.value_bytes_max = static_cast<std::uint32_t>(rng.between(0, 512));
   k.quiet_ms = 10000;
   k.client_timeout_ms = k.request_timeout_ms + 2000;
   return k;
@@ -75,14 +76,20 @@ std::vector<Fault> make_faults(Rng& rng, const Knobs& k) {
     f.duration_ms = rng.between(200, 5000);
     faults.push_back(f);
   }
-  const std::uint64_t crashes = rng.between(1, 8);
+  const std::uint64_t crashes = rng.between(2, 12);
   for (std::uint64_t i = 0; i < crashes; ++i) {
     Fault f;
     f.at_ms = rng.below(workload_span_ms);
     f.kind = FaultKind::crash;
-    f.group = {static_cast<NodeId>(rng.between(1, k.nodes))};
+    // Mostly one process; sometimes a power loss that takes several nodes down together, the
+    // case where unsynced writes vanish from every replica at once.
+    const bool power_loss = rng.chance_ppm(250'000);
+    f.group = random_group(rng, k.nodes,
+                           power_loss ? static_cast<std::uint32_t>(rng.between(2, k.nodes)) : 1);
     f.duration_ms = rng.between(50, 5000);
-    f.torn_mode = static_cast<std::uint32_t>(rng.below(3));
+    const std::uint64_t torn_roll = rng.below(10);
+    f.torn_mode = torn_roll < 2 ? 0 : torn_roll < 6 ? 1 : 2;
+    f.after_ack = rng.chance_ppm(400'000);
     faults.push_back(f);
   }
   std::stable_sort(faults.begin(), faults.end(),

@@ -50,6 +50,10 @@ struct Knobs {
   std::vector<std::int64_t> clock_skew_ms;   // one per node
   std::vector<std::int32_t> clock_drift_ppm; // one per node
 
+  // Workload: each put's value is its unique name padded to a length in [0, value_bytes_max],
+  // so that the log holds realistic payloads and a torn record can land inside a value.
+  std::uint32_t value_bytes_max = 64;
+
   // Timeline
   std::uint64_t quiet_ms = 10000;        // after healing, before the final reads
   std::uint64_t client_timeout_ms = 5000;
@@ -58,7 +62,8 @@ struct Knobs {
 enum class FaultKind : std::uint8_t {
   partition,         // `group` cannot exchange messages with the rest, both ways
   partition_one_way, // messages from `group` to the rest are lost; the other way works
-  crash,             // `group[0]` crashes; it restarts `duration_ms` later
+  crash,             // every node of `group` crashes at once (one node, or a power loss of
+                     // several); they restart `duration_ms` later
 };
 
 struct Fault {
@@ -67,6 +72,8 @@ struct Fault {
   std::vector<NodeId> group;
   std::uint64_t duration_ms = 0;
   std::uint32_t torn_mode = 0;  // crash: 0 lose the unsynced tail, 1 keep a prefix, 2 garbage
+  bool after_ack = false;       // crash: strike just after the node's next write acknowledgement
+                                // leaves, the moment an early acknowledgement would be exposed
 };
 
 struct ClientOp {

@@ -3,11 +3,28 @@
 // on a request after client_timeout_ms. Then the end of a run: heal, quiet, final reads, checks.
 #include <cassert>
 
+#include "core/hash.h"
 #include "sim/world.h"
 
 namespace kv::sim {
 
 std::string key_name(std::uint32_t index) { return "k" + std::to_string(index); }
+
+namespace {
+
+// A put's value: "c<client>.<n>" (unique in the run) padded with a pattern to a length taken
+// from the name's hash, so that values differ in size but need no random draw.
+std::string make_value(std::uint32_t client, std::uint64_t n, std::uint32_t bytes_max) {
+  std::string v = "c" + std::to_string(client) + "." + std::to_string(n);
+  const std::uint64_t length = hash64(v) % (std::uint64_t{bytes_max} + 1);
+  if (length > v.size()) {
+    v += ':';
+    while (v.size() < length) v += static_cast<char>('a' + v.size() % 26);
+  }
+  return v;
+}
+
+}  // namespace
 
 void World::client_next(std::uint32_t c) {
   Client& client = clients_[c];
@@ -24,7 +41,7 @@ void World::issue(std::uint32_t c, const ClientOp& op, bool final_read, std::uin
   h.id = (static_cast<std::uint64_t>(c) << 32) | ++client.issued;
   h.op = op.op;
   h.key = key_name(key);
-  if (op.op == OpType::put) h.value = "c" + std::to_string(c) + "." + std::to_string(client.issued);
+  if (op.op == OpType::put) h.value = make_value(c, client.issued, sc_.knobs.value_bytes_max);
   h.quorum = op.op == OpType::get ? (op.r ? op.r : sc_.knobs.read_quorum)
                                   : (op.w ? op.w : sc_.knobs.write_quorum);
   h.invoke_us = now_us_;
@@ -36,7 +53,7 @@ void World::issue(std::uint32_t c, const ClientOp& op, bool final_read, std::uin
 
   const Event e{now_us_, 0, Ev::client_next, op.coordinator, c, h.id};
   trace(e, std::string(op.op == OpType::get ? "get" : op.op == OpType::put ? "put" : "del") + " " +
-               h.key + (h.value.empty() ? "" : "=" + h.value) + " q=" + std::to_string(h.quorum));
+               h.key + (h.value.empty() ? "" : "=" + value_label(h.value)) + " q=" + std::to_string(h.quorum));
   Node& n = node(op.coordinator);
   if (!n.up) {
     history_[index].error = "connection refused";
@@ -80,7 +97,7 @@ void World::complete(std::size_t index, Outcome outcome, const ClientReply* repl
   if (options_.trace_line) {
     std::string what = "client " + std::to_string(h.client) + " " + h.key + " -> ";
     what += outcome == Outcome::ok ? "ok" : outcome == Outcome::failed ? "failed" : "unknown";
-    if (h.read) what += " " + h.read->version.to_string() + (h.read->tombstone ? " tombstone" : " " + h.read->value);
+    if (h.read) what += " " + h.read->version.to_string() + (h.read->tombstone ? " tombstone" : " " + value_label(h.read->value));
     if (outcome == Outcome::ok && h.op != OpType::get) what += " " + h.version.to_string();
     if (!h.error.empty()) what += " (" + h.error + ")";
     trace(Event{now_us_, 0, Ev::client_timeout, 0, 0, 0}, what);

@@ -149,11 +149,18 @@ void World::step(const Event& e) {
       if (!faults_active_) return;
       const Fault& f = sc_.faults[e.a];
       if (f.kind == FaultKind::crash) {
-        trace(e, "crash n" + std::to_string(f.group[0]) + " torn_mode=" + std::to_string(f.torn_mode));
-        Node& n = node(f.group[0]);
-        if (!n.up) return;
-        crash(n, f.torn_mode);
-        schedule(now_us_ + f.duration_ms * 1000, Ev::restart, n.id, n.incarnation);
+        if (f.group.size() > 1) probe("power_loss");
+        for (NodeId id : f.group) {
+          Node& n = node(id);
+          if (!n.up) continue;
+          trace(e, "crash n" + std::to_string(id) + " torn_mode=" + std::to_string(f.torn_mode) +
+                       (f.after_ack ? " (armed: after its next acknowledgement)" : ""));
+          if (f.after_ack) {
+            n.crash_after_ack = e.a;
+          } else {
+            crash_and_schedule_restart(n, f);
+          }
+        }
         return;
       }
       trace(e, std::string(f.kind == FaultKind::partition ? "partition" : "one-way partition") +
@@ -224,6 +231,7 @@ void World::crash(Node& n, std::uint32_t torn_mode) {
   probe("crash");
   collect_stats(*n.replica);
   n.up = false;
+  n.crash_after_ack.reset();
   n.replica.reset();
   n.held.clear();
   n.fsync_in_flight = false;
@@ -247,7 +255,11 @@ void World::crash(Node& n, std::uint32_t torn_mode) {
 // one fsync covers every batch that arrived while the previous one was running).
 void World::after_input(Node& n) {
   if (!n.up) return;
-  n.replica->check_invariants();
+  if (std::string broken = n.replica->check_invariants(); !broken.empty()) {
+    violation("invariant", "n" + std::to_string(n.id) + ": " + broken);
+    finished_ = true;
+    return;
+  }
   Ready ready = n.replica->take_ready();
   if (ready.next_tick_ms) {
     const std::uint64_t local = local_ms(n.id);
@@ -274,13 +286,26 @@ void World::release_durable(Node& n) {
 
 void World::release(Node& n, Ready& ready) {
   assert(ready.bridge_calls.empty());  // no bridges in this scenario
-  (void)n;
-  for (const Message& m : ready.messages) send(m);
+  bool acked = false;
+  for (const Message& m : ready.messages) {
+    send(m);
+    const auto* ack = std::get_if<WriteAck>(&m.body);
+    acked = acked || (ack && ack->kind == WriteKind::client);
+  }
   for (const ClientReply& r : ready.replies) on_reply(r);
+  if (acked && n.crash_after_ack && faults_active_) {
+    probe("crash_after_ack");
+    crash_and_schedule_restart(n, sc_.faults[*n.crash_after_ack]);
+  }
+}
+
+void World::crash_and_schedule_restart(Node& n, const Fault& f) {
+  crash(n, f.torn_mode);
+  schedule(now_us_ + f.duration_ms * 1000, Ev::restart, n.id, n.incarnation);
 }
 
 void World::start_fsync(Node& n) {
-  if (n.fsync_in_flight || n.wal_synced == n.wal.size()) return;
+  if (!n.up || n.fsync_in_flight || n.wal_synced == n.wal.size()) return;
   const Knobs& k = sc_.knobs;
   std::uint64_t us = k.fsync_us_min + disk_rng_.below(k.fsync_us_jitter + 1);
   if (faults_active_ && disk_rng_.chance_ppm(k.fsync_slow_ppm)) {

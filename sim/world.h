@@ -68,6 +68,7 @@ class World {
     std::size_t fsync_target = 0;
     std::uint64_t tick_generation = 0;
     std::optional<std::uint64_t> tick_at_us;
+    std::optional<std::size_t> crash_after_ack;  // armed crash fault, by index
   };
   struct Client {
     std::size_t next_op = 0;
@@ -85,6 +86,7 @@ class World {
   // Processes and disks
   void boot(Node& n);
   void crash(Node& n, std::uint32_t torn_mode);
+  void crash_and_schedule_restart(Node& n, const Fault& f);
   void after_input(Node& n);
   void release_durable(Node& n);
   void release(Node& n, Ready& ready);

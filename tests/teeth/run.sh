@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The checker's teeth: each *.patch here plants one realistic bug in a copy of the source tree
+# (never in the tree itself). Every variant is built and `kvsim run --seeds 1-SEEDS` must find
+# its bug, i.e. exit 1 with a violation. A bug that survives SEEDS seeds fails this test.
+#
+# usage: run.sh SOURCE_DIR WORK_DIR [SEEDS=500] [PATCH_NAME...]
+set -uo pipefail
+src=$(cd "$1" && pwd)
+work=$2
+seeds=${3:-500}
+shift 3 2>/dev/null || shift $#
+mkdir -p "$work"
+
+patches=()
+if [ $# -gt 0 ]; then
+  for n in "$@"; do patches+=("$src/tests/teeth/$n.patch"); done
+else
+  patches=("$src"/tests/teeth/*.patch)
+fi
+
+failed=0
+for patch in "${patches[@]}"; do
+  name=$(basename "$patch" .patch)
+  dir="$work/$name"
+  rm -rf "$dir" && mkdir -p "$dir/src"
+  tar -C "$src" --exclude='./build*' --exclude='./data' --exclude='./.git' -cf - . | tar -C "$dir/src" -xf -
+  if ! (cd "$dir/src" && patch -p1 --quiet --no-backup-if-mismatch < "$patch"); then
+    echo "teeth: $name: the patch no longer applies; update it to the current source"
+    failed=1; continue
+  fi
+  if ! { cmake -S "$dir/src" -B "$dir/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_TESTS=OFF \
+         && cmake --build "$dir/build" --target kvsim; } > "$dir/build.log" 2>&1; then
+    echo "teeth: $name: the bugged variant does not build (see $dir/build.log)"
+    tail -20 "$dir/build.log"
+    failed=1; continue
+  fi
+  "$dir/build/bin/kvsim" run --seeds "1-$seeds" --quiet > "$dir/run.log" 2>&1
+  rc=$?
+  first=$(grep -m1 '^FAIL' "$dir/run.log")
+  fails=$(grep -c '^FAIL seed' "$dir/run.log" | tr -d ' ')
+  if [ $rc -eq 1 ] && [ -n "$first" ]; then
+    echo "teeth: $name: found ($(grep -o '^FAIL seed [0-9]*' "$dir/run.log" | sort -u | wc -l) of $seeds seeds fail); first: ${first:0:300}"
+  else
+    echo "teeth: $name: NOT FOUND in $seeds seeds (exit $rc, $fails failure lines); see $dir/run.log"
+    failed=1
+  fi
+done
+exit $failed
