@@ -1,0 +1,49 @@
+// kvnode's configuration: every flag, its KV_<FLAG> environment twin, defaults and validation.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/replica.h"
+#include "node/storage.h"
+
+namespace kv {
+
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string to_string() const { return host + ":" + std::to_string(port); }
+};
+
+struct NodeConfig {
+  NodeId id = 0;
+  std::string name;                     // "n<id>"
+  std::string cluster_id = "kv";
+  HostPort peer_addr{"127.0.0.1", 7001};
+  HostPort resp_addr{"127.0.0.1", 6379};
+  HostPort http_addr{"127.0.0.1", 8001};
+  std::map<NodeId, HostPort> cluster;  // every member's peer address, self included
+  StorageOptions storage;
+  ReplicaConfig replica;                // quorums, timers and limits
+  // Front-door limits (RESP and HTTP), each a flag.
+  std::size_t connections_max = 10000;
+  std::size_t requests_in_flight_per_connection_max = 1024;
+  std::size_t http_header_bytes_max = 16 * 1024;
+  std::uint64_t idle_timeout_ms = 300000;
+  std::uint64_t read_timeout_ms = 30000;
+  std::size_t frame_bytes_max = 4 * 1024 * 1024 + 64 * 1024;
+};
+
+// Parses argv and the KV_* environment (flags win). On --help prints usage and returns
+// nullopt with `exit_code` 0; on an error prints it and returns nullopt with `exit_code` 2.
+std::optional<NodeConfig> parse_node_config(int argc, char** argv, int& exit_code);
+
+// "n1@127.0.0.1:7001,n2@..." -> members. Returns an error message, empty on success.
+std::string parse_cluster(const std::string& text, std::map<NodeId, HostPort>& out);
+std::string parse_host_port(const std::string& text, HostPort& out);
+std::string parse_node_name(const std::string& text, NodeId& out);
+
+}  // namespace kv

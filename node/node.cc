@@ -1,0 +1,268 @@
+// The Asio driver of the replica (see node.h).
+#include "node/node.h"
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+#include <iostream>
+
+namespace kv {
+
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+tcp::endpoint endpoint_of(const HostPort& hp) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(hp.host == "localhost" ? "127.0.0.1" : hp.host, ec);
+  return tcp::endpoint(ec ? asio::ip::address_v4::loopback() : addr, hp.port);
+}
+
+const char* op_name(OpType op) {
+  return op == OpType::get ? "get" : op == OpType::put ? "put" : "del";
+}
+
+std::uint64_t wall_ms() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+ReplicaConfig with_request_base(ReplicaConfig c) {
+  // A fresh base per process start, so replies to a previous incarnation's requests are ignored.
+  c.request_id_base = wall_ms() << 20;
+  return c;
+}
+
+PeerLinksOptions link_options(const NodeConfig& c) {
+  PeerLinksOptions o;
+  o.cluster_id = c.cluster_id;
+  o.self = c.id;
+  for (const auto& [id, addr] : c.cluster) {
+    if (id != c.id) o.peers[id] = endpoint_of(addr);
+  }
+  o.frame_bytes_max = c.frame_bytes_max;
+  return o;
+}
+
+RespServerOptions resp_options(const NodeConfig& c) {
+  RespServerOptions o;
+  o.limits.bulk_bytes_max = std::max(c.replica.value_bytes_max, c.replica.key_bytes_max) + 1024;
+  o.limits.requests_in_flight_max = c.requests_in_flight_per_connection_max;
+  o.connections_max = c.connections_max;
+  o.idle_timeout = std::chrono::milliseconds(c.idle_timeout_ms);
+  o.read_timeout = std::chrono::milliseconds(c.read_timeout_ms);
+  return o;
+}
+
+HttpServerOptions http_options(const NodeConfig& c) {
+  HttpServerOptions o;
+  o.limits.header_bytes_max = c.http_header_bytes_max;
+  o.limits.body_bytes_max = c.replica.value_bytes_max * 6 + 1024;  // JSON escaping may grow it
+  o.connections_max = c.connections_max;
+  o.idle_timeout = std::chrono::milliseconds(c.idle_timeout_ms);
+  o.read_timeout = std::chrono::milliseconds(c.read_timeout_ms);
+  return o;
+}
+
+}  // namespace
+
+Node::Node(asio::io_context& io, NodeConfig config, std::unique_ptr<Storage> storage)
+    : io_(io),
+      config_(std::move(config)),
+      storage_(std::move(storage)),
+      replica_(with_request_base(config_.replica), storage_->take_recovered_state(), wall_ms()),
+      links_(io, link_options(config_), [this](const Message& m) { on_peer_message(m); }),
+      resp_(io, *this, resp_options(config_)),
+      http_(io, *this, http_options(config_)),
+      timer_(io) {
+  storage_->on_fsync = [this](double seconds, std::uint64_t records) {
+    fsync_latency_.observe(seconds);
+    fsync_batch_.observe(static_cast<double>(records));
+  };
+}
+
+std::string Node::start() {
+  if (auto ec = links_.listen(endpoint_of(config_.peer_addr))) {
+    return "cannot listen for peers on " + config_.peer_addr.to_string() + ": " + ec.message();
+  }
+  if (auto ec = resp_.listen(endpoint_of(config_.resp_addr))) {
+    return "cannot listen for RESP on " + config_.resp_addr.to_string() + ": " + ec.message();
+  }
+  if (auto ec = http_.listen(endpoint_of(config_.http_addr))) {
+    return "cannot listen for HTTP on " + config_.http_addr.to_string() + ": " + ec.message();
+  }
+  links_.start();
+  process_ready();  // hints recovered from disk want a timer
+  return {};
+}
+
+std::uint64_t Node::now_ms() const { return wall_ms(); }
+
+void Node::submit(ClientRequest request, std::function<void(const ClientReply&)> done) {
+  if (draining_) {
+    ClientReply r;
+    r.error = make_error_code(Errc::overloaded);
+    r.detail = "the node is shutting down";
+    return done(r);
+  }
+  request.id = next_client_id_++;
+  in_flight_.emplace(request.id, InFlight{std::move(done), request.op, std::chrono::steady_clock::now()});
+  replica_.on_client(request, now_ms());
+  process_ready();
+}
+
+void Node::on_peer_message(const Message& m) {
+  replica_.on_message(m, now_ms());
+  process_ready();
+}
+
+void Node::on_timer() {
+  timer_at_ms_.reset();
+  replica_.on_tick(now_ms());
+  process_ready();
+}
+
+// The batch rule: append the batch's records, then release its outputs once they are durable.
+void Node::process_ready() {
+  Ready ready = replica_.take_ready();
+  if (ready.next_tick_ms) arm_timer(*ready.next_tick_ms);
+  if (!ready.has_outputs()) return;
+  const std::uint64_t ticket = storage_->append(ready.persist);
+  ready.persist.clear();
+  auto batch = std::make_shared<Ready>(std::move(ready));
+  storage_->when_durable(ticket, [this, batch] { release(*batch); });
+  storage_->maybe_snapshot(replica_.state());
+}
+
+void Node::release(Ready& ready) {
+  for (const Message& m : ready.messages) links_.send(m);
+  for (const ClientReply& r : ready.replies) finish(r);
+}
+
+void Node::finish(const ClientReply& reply) {
+  auto it = in_flight_.find(reply.id);
+  if (it == in_flight_.end()) return;
+  InFlight f = std::move(it->second);
+  in_flight_.erase(it);
+  OpMetrics& m = op_metrics_[op_name(f.op)];
+  (reply.error ? m.errors : m.ok) += 1;
+  m.latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - f.started).count());
+  f.done(reply);
+}
+
+void Node::arm_timer(std::uint64_t at_ms) {
+  if (timer_at_ms_ && *timer_at_ms_ <= at_ms) return;
+  timer_at_ms_ = at_ms;
+  const std::uint64_t now = now_ms();
+  timer_.expires_after(std::chrono::milliseconds(at_ms > now ? at_ms - now : 0));
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) on_timer();
+  });
+}
+
+bool Node::ready() const {
+  const std::size_t majority = config_.cluster.size() / 2 + 1;
+  return links_.connected_peers() + 1 >= majority;
+}
+
+void Node::drain_and_stop(std::chrono::milliseconds grace, std::function<void()> done) {
+  draining_ = true;
+  resp_.stop();
+  http_.stop();
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  auto poll = std::make_shared<std::function<void()>>();
+  *poll = [this, deadline, done, poll] {
+    if (!in_flight_.empty() && std::chrono::steady_clock::now() < deadline) {
+      auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(10));
+      t->async_wait([poll, t](const boost::system::error_code&) { (*poll)(); });
+      return;
+    }
+    if (!in_flight_.empty()) {
+      std::cerr << "kvnode: " << in_flight_.size() << " request(s) still in flight at shutdown" << std::endl;
+    }
+    timer_.cancel();
+    links_.stop();
+    done();
+  };
+  (*poll)();
+}
+
+std::string Node::metrics_text() const {
+  std::string out;
+  metric_header(out, "kv_requests_total", "counter", "client requests coordinated by this node");
+  for (const auto& [op, m] : op_metrics_) {
+    out += "kv_requests_total{op=\"" + op + "\",result=\"ok\"} " + std::to_string(m.ok) + "\n";
+    out += "kv_requests_total{op=\"" + op + "\",result=\"error\"} " + std::to_string(m.errors) + "\n";
+  }
+  metric_header(out, "kv_request_duration_seconds", "histogram", "client request latency");
+  for (const auto& [op, m] : op_metrics_) m.latency.write(out, "kv_request_duration_seconds", "op=\"" + op + "\"");
+  const ReplicaStats& s = replica_.stats();
+  auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+    metric_header(out, name, "counter", help);
+    out += std::string(name) + " " + std::to_string(v) + "\n";
+  };
+  counter("kv_quorum_failures_total", "requests that did not reach their quorum", s.quorum_unavailable + s.timeouts);
+  counter("kv_read_repairs_total", "stale replicas sent a newer record by a read", s.read_repairs_sent);
+  counter("kv_hints_stored_total", "hints kept for replicas that did not acknowledge", s.hints_stored);
+  counter("kv_hints_delivered_total", "hints handed to their target", s.hints_delivered);
+  metric_header(out, "kv_hints_pending", "gauge", "hints held now");
+  out += "kv_hints_pending " + std::to_string(replica_.state().hints.size()) + "\n";
+  metric_header(out, "kv_wal_fsync_duration_seconds", "histogram", "WAL fsync latency");
+  fsync_latency_.write(out, "kv_wal_fsync_duration_seconds", "");
+  metric_header(out, "kv_wal_fsync_batch_records", "histogram", "records made durable by one fsync (group commit)");
+  fsync_batch_.write(out, "kv_wal_fsync_batch_records", "");
+  metric_header(out, "kv_peer_link_up", "gauge", "1 if the outbound link to the peer is connected");
+  for (const auto& [peer, st] : links_.stats()) {
+    out += "kv_peer_link_up{peer=\"n" + std::to_string(peer) + "\"} " +
+           (st.state == LinkState::connected ? "1" : "0") + "\n";
+  }
+  metric_header(out, "kv_keys", "gauge", "records (values and tombstones) stored on this node");
+  out += "kv_keys " + std::to_string(replica_.state().store.size()) + "\n";
+  return out;
+}
+
+std::string Node::cluster_json() const {
+  boost::json::object o;
+  o["self"] = config_.name;
+  o["cluster_id"] = config_.cluster_id;
+  o["replicas"] = config_.replica.replicas;
+  o["read_quorum"] = config_.replica.read_quorum;
+  o["write_quorum"] = config_.replica.write_quorum;
+  o["vnodes_per_node"] = config_.replica.vnodes_per_node;
+  o["hash"] = "kv::hash64";
+  const auto stats = links_.stats();
+  boost::json::array members;
+  for (const auto& [id, addr] : config_.cluster) {
+    boost::json::object m;
+    m["name"] = "n" + std::to_string(id);
+    m["id"] = id;
+    m["peer_addr"] = addr.to_string();
+    if (id == config_.id) {
+      m["link"] = "self";
+      m["resp_addr"] = config_.resp_addr.to_string();
+      m["http_addr"] = config_.http_addr.to_string();
+    } else {
+      auto it = stats.find(id);
+      m["link"] = it != stats.end() && it->second.state == LinkState::connected ? "connected" : "down";
+    }
+    members.push_back(std::move(m));
+  }
+  o["members"] = std::move(members);
+  return boost::json::serialize(o);
+}
+
+std::string Node::info_text() const {
+  const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_);
+  std::string members;
+  for (const auto& [id, addr] : config_.cluster) members += (members.empty() ? "n" : ",n") + std::to_string(id);
+  return "# Server\r\nredis_version:7.0.0-kv\r\nkv_node:" + config_.name +
+         "\r\nuptime_in_seconds:" + std::to_string(uptime.count()) +
+         "\r\n# Cluster\r\nmembers:" + members + "\r\nreplicas:" + std::to_string(config_.replica.replicas) +
+         "\r\nvnodes_per_node:" + std::to_string(config_.replica.vnodes_per_node) +
+         "\r\nconnected_peers:" + std::to_string(links_.connected_peers()) +
+         "\r\n# Keyspace\r\nkeys:" + std::to_string(replica_.state().store.size()) + "\r\n";
+}
+
+}  // namespace kv
