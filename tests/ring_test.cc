@@ -272,13 +272,20 @@ T draw_uniform(T lo, T hi) {
 }
 
 // `count` distinct node ids: half the time dense small ids (like a real cluster's), half the
-// time ids from the whole range.
+// time spread over the whole range. Built as a start plus positive gaps rather than by drawing
+// until distinct: while shrinking, rapidcheck replays extra draws as the same value, and a
+// rejection loop would never end.
 std::vector<NodeId> draw_node_ids(std::size_t count) {
   const bool dense = *rc::gen::arbitrary<bool>();
-  const NodeId id_end = dense ? 64 : std::numeric_limits<NodeId>::max();
-  std::set<NodeId> ids;
-  while (ids.size() < count) ids.insert(draw_uniform<NodeId>(0, id_end));
-  return {ids.begin(), ids.end()};
+  // Sparse: start < 2^31 and 16 gaps < 2^26 each stay below 2^32.
+  NodeId id = dense ? draw_uniform<NodeId>(0, 16) : draw_uniform<NodeId>(0, NodeId{1} << 31);
+  const NodeId gap_end = dense ? 4 : NodeId{1} << 26;
+  std::vector<NodeId> ids;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (i > 0) id += draw_uniform<NodeId>(1, gap_end);
+    ids.push_back(id);
+  }
+  return ids;
 }
 
 // A random key family: the salt changes every key, so each case samples fresh ring positions.
@@ -313,6 +320,7 @@ constexpr int balance_key_count = 20000;
 RC_GTEST_PROP(RingProperties, PrimaryOwnershipIsBalanced, ()) {
   const auto n = draw_uniform<std::size_t>(2, 17);
   const auto nodes = draw_node_ids(n);
+  RC_LOG() << "nodes " << rc::toString(nodes) << std::endl;
   const Ring ring = ring_with(nodes);
   std::map<NodeId, int> owned;
   for (const auto& key : draw_keys(balance_key_count)) ++owned[ring.preference_list(key, 1)[0]];
@@ -347,6 +355,7 @@ RC_GTEST_PROP(RingProperties, AddingANodeMovesOnlyKeysToIt, ()) {
   auto nodes = draw_node_ids(n + 1);
   const NodeId added = nodes[draw_uniform<std::size_t>(0, n + 1)];
   std::erase(nodes, added);
+  RC_LOG() << "nodes " << rc::toString(nodes) << ", adding " << added << std::endl;
   const Ring before = ring_with(nodes);
   Ring after = before;
   after.add_node(added);
@@ -374,6 +383,7 @@ RC_GTEST_PROP(RingProperties, RemovingANodeMovesOnlyItsKeys, ()) {
   const auto n = draw_uniform<std::size_t>(2, 17);
   const auto nodes = draw_node_ids(n);
   const NodeId removed = nodes[draw_uniform<std::size_t>(0, n)];
+  RC_LOG() << "nodes " << rc::toString(nodes) << ", removing " << removed << std::endl;
   const Ring before = ring_with(nodes);
   Ring after = before;
   after.remove_node(removed);

@@ -279,14 +279,22 @@ RC_GTEST_PROP(HlcProperties, NowIsStrictlyIncreasingWhateverTheWallClockDoes, ()
   }
 }
 
+// Whatever the clock went through before, observing a version puts the very next stamp past it.
 RC_GTEST_PROP(HlcProperties, NextNowIsAboveAnObservedVersion, ()) {
   const auto node = *uniform<NodeId>(0, 4);
-  const auto step = *hlc_step();
-  const auto seen = step.seen;
+  const auto history = *rc::gen::container<std::vector<HlcStep>>(hlc_step());
+  const auto seen = (*hlc_step()).seen;
+  const auto wall_ms = *uniform<std::uint64_t>(0, 6);
   Hlc clock(node);
-  clock.now(step.wall_ms);
+  for (const auto& step : history) {
+    if (step.observe) {
+      clock.observe(step.seen);
+    } else {
+      clock.now(step.wall_ms);
+    }
+  }
   clock.observe(seen);
-  const Version stamp = clock.now(*uniform<std::uint64_t>(0, 6));
+  const Version stamp = clock.now(wall_ms);
   RC_ASSERT(stamp > seen);
   RC_ASSERT(stamp.node == node);
 }
