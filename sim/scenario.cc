@@ -30,6 +30,8 @@ Knobs make_knobs(Rng& rng) {
   k.sloppy_after_ms = rng.between(50, 400);
   k.hint_interval_ms = rng.between(100, 1000);
   k.tick_interval_ms = rng.between(5, 40);
+  if (rng.chance_ppm(300'000)) k.hints_max = rng.between(1, 20);
+  if (rng.chance_ppm(200'000)) k.requests_in_flight_max = rng.between(1, 4);
 
   k.drop_ppm = static_cast<std::uint32_t>(rng.between(0, 60'000));
   k.duplicate_ppm = static_cast<std::uint32_t>(rng.between(0, 30'000));

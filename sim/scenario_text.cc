@@ -75,6 +75,8 @@ constexpr std::array knob_specs{
     KnobSpec{"sloppy_after_ms", &Knobs::sloppy_after_ms, 0, time_ms_max},
     KnobSpec{"hint_interval_ms", &Knobs::hint_interval_ms, 1, time_ms_max},
     KnobSpec{"tick_interval_ms", &Knobs::tick_interval_ms, 1, time_ms_max},
+    KnobSpec{"hints_max", &Knobs::hints_max, 1, 1u << 30},
+    KnobSpec{"requests_in_flight_max", &Knobs::requests_in_flight_max, 1, 1u << 30},
     KnobSpec{"drop_ppm", &Knobs::drop_ppm, 0, ppm_one},
     KnobSpec{"duplicate_ppm", &Knobs::duplicate_ppm, 0, ppm_one},
     KnobSpec{"latency_us_min", &Knobs::latency_us_min, 0, time_us_max},

@@ -30,6 +30,8 @@ struct Knobs {
   std::uint64_t sloppy_after_ms = 300;
   std::uint64_t hint_interval_ms = 400;
   std::uint64_t tick_interval_ms = 20;
+  std::uint64_t hints_max = 100000;             // small in some seeds: hints get refused
+  std::uint64_t requests_in_flight_max = 10000; // small in some seeds: requests get refused
 
   // Network (rates in parts per million of messages)
   std::uint32_t drop_ppm = 0;

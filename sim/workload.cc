@@ -106,10 +106,11 @@ void World::complete(std::size_t index, Outcome outcome, const ClientReply* repl
   client.current.reset();
   if (h.final_read) {
     if (outcome == Outcome::ok) {
-      --final_pending_;
-      if (final_pending_ == 0) schedule(now_us_ + settle_ms * 1000, Ev::final_check, 0);
+      ++final_key_;
+      final_attempts_ = 0;
+      next_final_read();
     } else {
-      schedule(now_us_ + final_read_retry_ms * 1000, Ev::final_reads, 0, 1);
+      schedule(now_us_ + final_read_retry_ms * 1000, Ev::final_reads, 0);
     }
     return;
   }
@@ -139,44 +140,30 @@ void World::heal() {
   for (Node& n : nodes_) {
     if (!n.up) boot(n);
   }
-  final_attempts_.assign(sc_.keys, 0);
   schedule(now_us_ + sc_.knobs.quiet_ms * 1000, Ev::final_reads, 0, 0);
 }
 
-// One final client reads every key with R = N (which also repairs every replica of it). A final
-// read that fails is retried; one that keeps failing is a liveness violation.
-void World::start_final_reads() {
-  const auto reader = static_cast<std::uint32_t>(clients_.size());
+// One final client reads every key with R = N (which also repairs every replica of it), one key
+// after another. A final read that fails is retried; one that keeps failing is a liveness
+// violation. `final_key_` is the key being read.
+void World::next_final_read() {
+  const auto reader = static_cast<std::uint32_t>(sc_.clients.size());
   if (clients_.size() == sc_.clients.size()) clients_.emplace_back();
-  final_pending_ = 0;
-  for (std::uint32_t key = 0; key < sc_.keys; ++key) {
-    bool done = false;
-    for (const Op& h : history_) {
-      if (h.final_read && h.key == key_name(key) && h.outcome == Outcome::ok) done = true;
-    }
-    if (done) continue;
-    ++final_pending_;
-    if (++final_attempts_[key] > final_read_attempts_max) {
-      violation("final-read", key_name(key) + ": no final read succeeded in " +
-                                  std::to_string(final_read_attempts_max) + " attempts");
-      finished_ = true;
-      return;
-    }
+  if (final_key_ >= sc_.keys) {
+    schedule(now_us_ + settle_ms * 1000, Ev::final_check, 0);
+    return;
   }
-  if (final_pending_ == 0) return;
-  // Issue the pending reads one after another from the final client: complete() chains them.
-  for (std::uint32_t key = 0; key < sc_.keys; ++key) {
-    bool done = false;
-    for (const Op& h : history_) {
-      if (h.final_read && h.key == key_name(key) && h.outcome != Outcome::failed) done = true;
-    }
-    if (done) continue;
-    ClientOp op;
-    op.op = OpType::get;
-    op.r = sc_.knobs.replicas;
-    op.coordinator = static_cast<NodeId>(1 + (key + final_attempts_[key]) % sc_.knobs.nodes);
-    issue(reader, op, true, key);
+  if (++final_attempts_ > final_read_attempts_max) {
+    violation("final-read", key_name(final_key_) + ": no final read succeeded in " +
+                                std::to_string(final_read_attempts_max) + " attempts");
+    finished_ = true;
+    return;
   }
+  ClientOp op;
+  op.op = OpType::get;
+  op.r = sc_.knobs.replicas;
+  op.coordinator = static_cast<NodeId>(1 + (final_key_ + final_attempts_) % sc_.knobs.nodes);
+  issue(reader, op, true, final_key_);
 }
 
 void World::final_check() {

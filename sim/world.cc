@@ -179,7 +179,7 @@ void World::step(const Event& e) {
       return boot(n);
     }
     case Ev::heal: trace(e, ""); return heal();
-    case Ev::final_reads: trace(e, ""); return start_final_reads();
+    case Ev::final_reads: trace(e, ""); return next_final_read();
     case Ev::final_check: trace(e, ""); return final_check();
   }
 }
@@ -219,6 +219,8 @@ void World::boot(Node& n) {
   cfg.sloppy_after_ms = k.sloppy_after_ms;
   cfg.hint_interval_ms = k.hint_interval_ms;
   cfg.tick_interval_ms = k.tick_interval_ms;
+  cfg.hints_max = k.hints_max;
+  cfg.requests_in_flight_max = k.requests_in_flight_max;
   cfg.request_id_base = n.incarnation << 40;
   n.replica.emplace(std::move(cfg), std::move(r.state), local_ms(n.id));
   after_input(n);

@@ -109,7 +109,7 @@ class World {
   void on_client_timeout(std::size_t index);
   void maybe_heal();
   void heal();
-  void start_final_reads();
+  void next_final_read();
   void final_check();
 
   void collect_stats(const Replica& r);
@@ -132,8 +132,8 @@ class World {
   std::vector<Client> clients_;
   std::vector<Op> history_;
   std::unordered_map<std::uint64_t, std::size_t> by_request_;  // request id -> history index
-  std::vector<std::uint32_t> final_attempts_;                  // per key
-  std::size_t final_pending_ = 0;
+  std::uint32_t final_key_ = 0;       // the key the final reader is reading
+  std::uint32_t final_attempts_ = 0;  // attempts at final_key_
   RunResult result_;
 };
 
