@@ -1,0 +1,264 @@
+// The RESP2 parser and reply encoders. Error texts follow Redis's own where Redis has one (client
+// libraries and people recognise them); a limit of ours is named in the error with its value.
+//
+// The parser's result must not depend on how the bytes were split into reads (the tests feed
+// every split): every check is made on a whole header line or a whole element, never on "what
+// has arrived so far", except that a line which cannot end within its limit fails as soon as the
+// limit is passed.
+#include "net/resp.h"
+
+#include <charconv>
+#include <cstring>
+#include <optional>
+
+namespace kv {
+namespace {
+
+// A `*<count>` or `$<length>` line: 20 digits and a sign are plenty.
+constexpr std::size_t length_line_bytes_max = 32;
+
+// Where a header line that starts at `start` ends: the offset of its '\r' (followed by '\n').
+struct Line {
+  enum Kind : std::uint8_t { found, incomplete, too_long, bad_ending } kind;
+  std::size_t cr = 0;
+};
+
+Line find_line(std::string_view buf, std::size_t start) {
+  const std::size_t avail = buf.size() - start;
+  const std::size_t scan = std::min(avail, length_line_bytes_max + 1);
+  const void* hit = std::memchr(buf.data() + start, '\r', scan);
+  if (hit == nullptr) return {avail > length_line_bytes_max ? Line::too_long : Line::incomplete};
+  const std::size_t cr = static_cast<const char*>(hit) - buf.data();
+  if (cr + 1 >= buf.size()) return {Line::incomplete};
+  if (buf[cr + 1] != '\n') return {Line::bad_ending};
+  return {Line::found, cr};
+}
+
+// Strict decimal: an optional '-', then digits only, no spaces, no '+'.
+std::optional<std::int64_t> parse_int(std::string_view text) {
+  std::int64_t value = 0;
+  if (text.empty() || text[0] == '+') return std::nullopt;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+std::string printable(char c) {
+  if (c >= 0x20 && c < 0x7f) return std::string(1, c);
+  constexpr char hex[] = "0123456789abcdef";
+  const auto u = static_cast<unsigned char>(c);
+  return std::string("\\x") + hex[u >> 4] + hex[u & 0xf];
+}
+
+std::string exceeds(std::string_view what, std::size_t got, std::string_view limit,
+                    std::size_t max) {
+  return "Protocol error: " + std::string(what) + " " + std::to_string(got) + " exceeds " +
+         std::string(limit) + " (" + std::to_string(max) + ")";
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+char unescape(char c) {
+  switch (c) {
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    case 'b': return '\b';
+    case 'a': return '\a';
+    default: return c;
+  }
+}
+
+bool is_separator(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\0'; }
+bool is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+// One quoted token starting after its opening quote at `i`; advances `i` past the closing quote.
+// Double quotes take Redis's escapes (\n \r \t \b \a \xHH, any other char as itself); single
+// quotes take only \'. A closing quote must be followed by a space or the end of the line.
+bool read_quoted(std::string_view line, std::size_t& i, char quote, std::string& arg) {
+  while (i < line.size()) {
+    const char c = line[i];
+    if (c == '\\' && i + 1 < line.size()) {
+      const char n = line[i + 1];
+      if (quote == '"' && n == 'x' && i + 3 < line.size() && hex_digit(line[i + 2]) >= 0 &&
+          hex_digit(line[i + 3]) >= 0) {
+        arg.push_back(static_cast<char>(hex_digit(line[i + 2]) * 16 + hex_digit(line[i + 3])));
+        i += 4;
+        continue;
+      }
+      if (quote == '"' || n == '\'') {
+        arg.push_back(quote == '"' ? unescape(n) : n);
+        i += 2;
+        continue;
+      }
+    }
+    ++i;
+    if (c == quote) return i == line.size() || is_space(line[i]);
+    arg.push_back(c);
+  }
+  return false;  // no closing quote
+}
+
+// Redis's sdssplitargs: whitespace-separated tokens, quotes may start anywhere in a token.
+std::optional<std::vector<std::string>> split_inline(std::string_view line) {
+  std::vector<std::string> args;
+  std::size_t i = 0;
+  for (;;) {
+    while (i < line.size() && is_space(line[i])) ++i;
+    if (i == line.size()) return args;
+    std::string arg;
+    while (i < line.size() && !is_separator(line[i])) {
+      const char c = line[i++];
+      if (c != '"' && c != '\'') {
+        arg.push_back(c);
+      } else if (!read_quoted(line, i, c, arg)) {
+        return std::nullopt;
+      } else {
+        break;  // a closing quote ends the token
+      }
+    }
+    args.push_back(std::move(arg));
+  }
+}
+
+void append_line(std::string& out, char type, std::string_view text) {
+  out.push_back(type);
+  const std::size_t at = out.size();
+  out.append(text);
+  for (std::size_t i = at; i < out.size(); ++i) {
+    if (out[i] == '\r' || out[i] == '\n') out[i] = ' ';
+  }
+  out.append("\r\n");
+}
+
+void append_length(std::string& out, char type, std::int64_t n) {
+  out.push_back(type);
+  out.append(std::to_string(n));
+  out.append("\r\n");
+}
+
+}  // namespace
+
+ParseResult RespParser::fail(std::string message) {
+  in_array_ = false;
+  args_.clear();
+  return ParseResult{.status = ParseStatus::error, .error = std::move(message)};
+}
+
+ParseResult RespParser::parse(std::string_view buffer) {
+  if (buffer.empty()) return {};
+  if (!in_array_ && buffer[0] != '*') return parse_inline(buffer);
+  return parse_array(buffer);
+}
+
+ParseResult RespParser::parse_array(std::string_view buf) {
+  if (!in_array_) {
+    const Line line = find_line(buf, 1);
+    if (line.kind == Line::incomplete) return {};
+    if (line.kind == Line::too_long) return fail("Protocol error: too big mbulk count string");
+    const auto count = line.kind == Line::found ? parse_int(buf.substr(1, line.cr - 1))
+                                                : std::nullopt;
+    if (!count) return fail("Protocol error: invalid multibulk length");
+    const std::size_t consumed = line.cr + 2;
+    if (*count <= 0) {
+      return ParseResult{.status = ParseStatus::complete, .consumed_bytes = consumed};
+    }
+    const auto n = static_cast<std::uint64_t>(*count);
+    if (n > limits_.array_len_max) {
+      return fail(exceeds("multibulk length", n, "array_len_max", limits_.array_len_max));
+    }
+    in_array_ = true;
+    elements_ = n;
+    pos_ = consumed;
+    args_.clear();  // grows one argument at a time, as the arguments arrive
+  }
+  while (args_.size() < elements_) {
+    if (pos_ >= buf.size()) return {};
+    if (buf[pos_] != '$') {
+      return fail("Protocol error: expected '$', got '" + printable(buf[pos_]) + "'");
+    }
+    const Line line = find_line(buf, pos_ + 1);
+    if (line.kind == Line::incomplete) return {};
+    if (line.kind == Line::too_long) return fail("Protocol error: too big bulk count string");
+    const auto len = line.kind == Line::found ? parse_int(buf.substr(pos_ + 1, line.cr - pos_ - 1))
+                                              : std::nullopt;
+    if (!len || *len < 0) return fail("Protocol error: invalid bulk length");
+    const auto n = static_cast<std::uint64_t>(*len);
+    if (n > limits_.bulk_bytes_max) {
+      return fail(exceeds("bulk length", n, "bulk_bytes_max", limits_.bulk_bytes_max));
+    }
+    const std::size_t data = line.cr + 2;
+    // Compared as a subtraction: `data + n` could overflow with limits set near SIZE_MAX.
+    if (limits_.command_bytes_max < data || n + 2 > limits_.command_bytes_max - data) {
+      return fail("Protocol error: command of at least " + std::to_string(data + n + 2) +
+                  " bytes exceeds command_bytes_max (" +
+                  std::to_string(limits_.command_bytes_max) + ")");
+    }
+    if (buf.size() - data < n + 2) return {};
+    if (buf[data + n] != '\r' || buf[data + n + 1] != '\n') {
+      return fail("Protocol error: expected CRLF after a bulk string of " + std::to_string(n) +
+                  " bytes");
+    }
+    args_.emplace_back(buf.substr(data, n));
+    pos_ = data + n + 2;
+  }
+  in_array_ = false;
+  return ParseResult{
+      .status = ParseStatus::complete, .args = std::move(args_), .consumed_bytes = pos_};
+}
+
+ParseResult RespParser::parse_inline(std::string_view buf) const {
+  const std::size_t scan =
+      buf.size() > limits_.inline_bytes_max ? limits_.inline_bytes_max + 1 : buf.size();
+  const void* hit = std::memchr(buf.data(), '\n', scan);
+  if (hit == nullptr) {
+    if (buf.size() <= limits_.inline_bytes_max) return {};
+    return ParseResult{.status = ParseStatus::error,
+                       .error = "Protocol error: too big inline request: exceeds "
+                                "inline_bytes_max (" +
+                                std::to_string(limits_.inline_bytes_max) + ")"};
+  }
+  const std::size_t nl = static_cast<const char*>(hit) - buf.data();
+  std::string_view line = buf.substr(0, nl);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  auto args = split_inline(line);
+  if (!args) {
+    return ParseResult{.status = ParseStatus::error,
+                       .error = "Protocol error: unbalanced quotes in request"};
+  }
+  return ParseResult{
+      .status = ParseStatus::complete, .args = std::move(*args), .consumed_bytes = nl + 1};
+}
+
+ParseResult parse_command(std::string_view buffer, const RespLimits& limits) {
+  RespParser parser(limits);
+  return parser.parse(buffer);
+}
+
+void append_simple_string(std::string& out, std::string_view text) { append_line(out, '+', text); }
+void append_error(std::string& out, std::string_view text) { append_line(out, '-', text); }
+void append_integer(std::string& out, std::int64_t value) { append_length(out, ':', value); }
+void append_null_bulk(std::string& out) { out.append("$-1\r\n"); }
+void append_null_array(std::string& out) { out.append("*-1\r\n"); }
+
+void append_bulk(std::string& out, std::string_view bytes) {
+  append_length(out, '$', static_cast<std::int64_t>(bytes.size()));
+  out.append(bytes);
+  out.append("\r\n");
+}
+
+void append_array_header(std::string& out, std::size_t count) {
+  append_length(out, '*', static_cast<std::int64_t>(count));
+}
+
+void append_command(std::string& out, const std::vector<std::string>& args) {
+  append_array_header(out, args.size());
+  for (const std::string& arg : args) append_bulk(out, arg);
+}
+
+}  // namespace kv
