@@ -90,7 +90,7 @@ std::vector<Fault> make_faults(Rng& rng, const Knobs& k) {
                            power_loss ? static_cast<std::uint32_t>(rng.between(2, k.nodes)) : 1);
     f.duration_ms = rng.between(50, 5000);
     const std::uint64_t torn_roll = rng.below(10);
-    f.torn_mode = torn_roll < 2 ? 0 : torn_roll < 6 ? 1 : 2;
+    f.torn_mode = torn_roll < 2 ? 0 : torn_roll < 5 ? 1 : torn_roll < 8 ? 2 : 3;
     f.after_ack = rng.chance_ppm(400'000);
     faults.push_back(f);
   }

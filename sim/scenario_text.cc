@@ -46,7 +46,7 @@ constexpr std::uint64_t time_us_max = time_ms_max * 1000;
 // Every put carries a value of up to this many bytes; the replica's own default limit.
 constexpr std::uint64_t value_bytes_limit = 1024 * 1024;
 constexpr std::uint64_t keys_max = 1024 * 1024;
-constexpr std::uint32_t torn_mode_max = 2;
+constexpr std::uint32_t torn_mode_max = 3;
 // Past these a node's clock would stop or run backwards, and the drift arithmetic could wrap.
 constexpr std::int64_t clock_drift_ppm_limit = static_cast<std::int64_t>(ppm_one) - 1;
 constexpr std::int64_t clock_skew_ms_limit = static_cast<std::int64_t>(time_ms_max);

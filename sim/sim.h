@@ -73,7 +73,9 @@ struct Fault {
   FaultKind kind = FaultKind::partition;
   std::vector<NodeId> group;
   std::uint64_t duration_ms = 0;
-  std::uint32_t torn_mode = 0;  // crash: 0 lose the unsynced tail, 1 keep a prefix, 2 garbage
+  std::uint32_t torn_mode = 0;  // crash: what the disk keeps of the unsynced tail: 0 nothing,
+                                // 1 a prefix, 2 all its length with garbage from some point on,
+                                // 3 all its length with some 512-byte sectors never written
   bool after_ack = false;       // crash: strike just after the node's next write acknowledgement
                                 // leaves, the moment an early acknowledgement would be exposed
 };

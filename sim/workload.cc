@@ -50,6 +50,7 @@ void World::issue(std::uint32_t c, const ClientOp& op, bool final_read, std::uin
   history_.push_back(h);
   client.current = index;
   by_request_[h.id] = index;
+  if (h.op == OpType::put) by_value_[h.value] = index;
 
   const Event e{now_us_, 0, Ev::client_next, op.coordinator, c, h.id};
   trace(e, std::string(op.op == OpType::get ? "get" : op.op == OpType::put ? "put" : "del") + " " +

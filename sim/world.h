@@ -113,6 +113,7 @@ class World {
   void final_check();
 
   void collect_stats(const Replica& r);
+  void check_recovered(const Node& n, const DurableState& state);
   void probe(const char* name, std::uint64_t n = 1) { result_.probes[name] += n; }
   void violation(std::string property, std::string detail);
 
@@ -132,6 +133,7 @@ class World {
   std::vector<Client> clients_;
   std::vector<Op> history_;
   std::unordered_map<std::uint64_t, std::size_t> by_request_;  // request id -> history index
+  std::unordered_map<std::string, std::size_t> by_value_;      // put value -> history index
   std::uint32_t final_key_ = 0;       // the key the final reader is reading
   std::uint32_t final_attempts_ = 0;  // attempts at final_key_
   RunResult result_;
