@@ -12,6 +12,7 @@ help:
 	@echo "make cluster   deps, build, and a 3-node cluster on loopback (Ctrl-C stops it)"
 	@echo "make test      deps, build, then unit, property, simulation and teeth tests"
 	@echo "make sim       kvsim run --seeds \$$(SEEDS) (default 1-1000)"
+	@echo "make bench     redis-server and a 3-node cluster under the same load, side by side"
 	@echo "make sanitize  the unit tests and 300 seeds under AddressSanitizer + UBSan"
 	@echo "make clean     remove the build trees"
 
@@ -30,6 +31,9 @@ test: build
 
 sim: build
 	@build/bin/kvsim run --seeds $(SEEDS)
+
+bench: build
+	@python3 scripts/bench.py --bin build/bin
 
 sanitize: deps
 	@cmake --preset sanitize > /dev/null

@@ -10,7 +10,7 @@ packages=(
   libpq-dev libcurl4-openssl-dev
   librapidcheck-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
-  redis-tools redis-server curl procps
+  redis-tools redis-server curl procps python3
 )
 
 missing=()
