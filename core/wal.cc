@@ -10,69 +10,41 @@
 #include <string>
 #include <utility>
 
-#include <boost/crc.hpp>
 
 #include "core/kv.pb.h"
+#include "core/pb_convert.h"
 
 namespace kv {
 namespace {
 
-using Crc32c = boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true>;
-
 constexpr std::size_t length_bytes = 4;
 constexpr std::size_t crc_offset_bytes = 5;  // the crc follows the length and the type
 
-void put_u32_le(std::uint32_t v, char* out) {
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xFFu);
-}
-
-std::uint32_t get_u32_le(const char* in) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= std::uint32_t{static_cast<unsigned char>(in[i])} << (8 * i);
-  return v;
-}
-
 // The checksum of one record: its length and type bytes, then its payload (skipping the crc).
 std::uint32_t record_crc(const char* header, std::string_view payload) {
-  Crc32c crc;
-  crc.process_bytes(header, crc_offset_bytes);
-  crc.process_bytes(payload.data(), payload.size());
-  return crc.checksum();
+  return crc32c(std::string_view(header, crc_offset_bytes), payload);
 }
 
 // ---- conversions between the core types and their protobuf forms ----
 
-void to_pb(const Version& v, pb::Version& out) {
-  out.set_physical_ms(v.physical_ms);
-  out.set_counter(v.counter);
-  out.set_node(v.node);
+using kv::from_pb;  // Version's, from pb_convert.h, beside the overloads below
+
+std::optional<Record> from_pb(pb::Record& p) {
+  Record r;
+  if (!record_from_pb(p, r).empty()) return std::nullopt;
+  return r;
 }
 
-Version from_pb(const pb::Version& p) { return Version{p.physical_ms(), p.counter(), p.node()}; }
-
-void to_pb(const Record& r, pb::Record& out) {
-  // A tombstone with a value would be rejected on replay: fail at the writer, not at recovery.
-  assert(!r.tombstone || r.value.empty());
-  to_pb(r.version, *out.mutable_version());
-  out.set_tombstone(r.tombstone);
-  out.set_value(r.value);
-}
-
-std::optional<Record> from_pb(const pb::Record& p) {
-  if (!p.has_version() || (p.tombstone() && !p.value().empty())) return std::nullopt;
-  return Record{from_pb(p.version()), p.tombstone(), p.value()};
-}
-
-std::optional<WalPut> from_pb(const pb::WalPut& p) {
+std::optional<WalPut> from_pb(pb::WalPut& p) {
   if (!p.has_record()) return std::nullopt;
-  auto record = from_pb(p.record());
+  auto record = from_pb(*p.mutable_record());
   if (!record) return std::nullopt;
   return WalPut{p.key(), std::move(*record)};
 }
 
-std::optional<WalHint> from_pb(const pb::WalHint& p) {
+std::optional<WalHint> from_pb(pb::WalHint& p) {
   if (!p.has_record()) return std::nullopt;
-  auto record = from_pb(p.record());
+  auto record = from_pb(*p.mutable_record());
   if (!record) return std::nullopt;
   return WalHint{p.target(), p.key(), std::move(*record)};
 }
@@ -170,12 +142,12 @@ std::optional<WalEntry> parse_log_payload(WalType type, std::string_view payload
 bool load_snapshot(std::string_view payload, DurableState& state) {
   pb::Snapshot snap;
   if (!parse(payload, snap)) return false;
-  for (const pb::WalPut& p : snap.entries()) {
+  for (pb::WalPut& p : *snap.mutable_entries()) {
     auto put = from_pb(p);
     if (!put) return false;
     state.store.apply(put->key, put->record);
   }
-  for (const pb::WalHint& p : snap.hints()) {
+  for (pb::WalHint& p : *snap.mutable_hints()) {
     auto hint = from_pb(p);
     if (!hint) return false;
     state.hints.add(hint->target, hint->key, hint->record);

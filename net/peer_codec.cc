@@ -3,6 +3,8 @@
 // before the core sees it.
 #include "net/peer_codec.h"
 
+#include "core/pb_convert.h"
+
 #include <cassert>
 #include <cstdint>
 #include <cstdio>
@@ -10,32 +12,15 @@
 #include <utility>
 #include <variant>
 
-#include <boost/crc.hpp>
 
 #include "core/kv.pb.h"
 
 namespace kv {
 namespace {
 
-using Crc32c = boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true>;
-
 constexpr std::size_t length_bytes = 4;
 
-void put_u32_le(std::uint32_t v, char* out) {
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xFFu);
-}
-
-std::uint32_t get_u32_le(const char* in) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= std::uint32_t{static_cast<unsigned char>(in[i])} << (8 * i);
-  return v;
-}
-
-std::uint32_t payload_crc(std::string_view payload) {
-  Crc32c crc;
-  crc.process_bytes(payload.data(), payload.size());
-  return crc.checksum();
-}
+std::uint32_t payload_crc(std::string_view payload) { return crc32c(payload); }
 
 std::string hex32(std::uint32_t v) {
   char text[11];
@@ -96,19 +81,6 @@ bool parse(std::string_view payload, Pb& msg) {
 
 // ---- core -> protobuf ----
 
-void to_pb(const Version& v, pb::Version& out) {
-  out.set_physical_ms(v.physical_ms);
-  out.set_counter(v.counter);
-  out.set_node(v.node);
-}
-
-void to_pb(const Record& r, pb::Record& out) {
-  assert(!r.tombstone || r.value.empty());
-  to_pb(r.version, *out.mutable_version());
-  out.set_tombstone(r.tombstone);
-  out.set_value(r.value);
-}
-
 void body_to_pb(const ReadReq& b, pb::PeerMessage& out) {
   pb::ReadReq& p = *out.mutable_read_req();
   p.set_req(b.req);
@@ -141,15 +113,6 @@ void body_to_pb(const WriteAck& b, pb::PeerMessage& out) {
 
 // ---- protobuf -> core: each returns what is wrong, or an empty string ----
 // Byte fields are moved out of the parsed message: a value may be a megabyte.
-
-Version from_pb(const pb::Version& p) { return Version{p.physical_ms(), p.counter(), p.node()}; }
-
-std::string record_from_pb(pb::Record& p, Record& out) {
-  if (!p.has_version()) return "record has no version";
-  if (p.tombstone() && !p.value().empty()) return "record is a tombstone with a value";
-  out = Record{from_pb(p.version()), p.tombstone(), std::move(*p.mutable_value())};
-  return {};
-}
 
 std::string kind_from_pb(std::uint32_t raw, WriteKind& out) {
   if (raw < static_cast<std::uint32_t>(WriteKind::client) ||
