@@ -306,6 +306,11 @@ ErrorCode HttpServer::listen(const tcp::endpoint& endpoint) {
   return {};
 }
 
+void HttpServer::stop_accepting() {
+  ErrorCode ignored;
+  state_->acceptor.close(ignored);  // the accept loop ends; sessions go on
+}
+
 void HttpServer::stop() {
   State& st = *state_;
   st.stopped = true;

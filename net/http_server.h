@@ -52,6 +52,8 @@ class HttpServer {
   // Stops accepting and closes every connection; a request the node is still working on is
   // dropped unanswered. Idempotent.
   void stop();
+  // Closes the listener only: open connections go on, so that requests in flight are answered.
+  void stop_accepting();
 
   std::uint16_t port() const;       // the bound port, 0 before listen()
   std::size_t connections() const;  // open connections (not counting refused ones)

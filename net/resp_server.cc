@@ -69,6 +69,11 @@ class RespServer::Impl : public std::enable_shared_from_this<Impl> {
 
   error_code listen(const tcp::endpoint& endpoint);
   void stop();
+  void stop_accepting() {
+    error_code ignored;
+    acceptor_.close(ignored);
+    accept_retry_.cancel();
+  }
   void forget(std::uint64_t id) { connections_.erase(id); }
   std::uint16_t port() const;
   std::size_t connections() const { return connections_.size(); }
@@ -173,6 +178,7 @@ void RespServer::Impl::stop() {
 }
 
 void RespServer::Impl::accept() {
+  if (!acceptor_.is_open()) return;  // stop_accepting(): the node is draining
   acceptor_.async_accept([self = shared_from_this()](const error_code& ec, tcp::socket socket) {
     self->on_accept(ec, std::move(socket));
   });
@@ -377,6 +383,7 @@ RespServer::~RespServer() { impl_->stop(); }
 
 error_code RespServer::listen(const tcp::endpoint& endpoint) { return impl_->listen(endpoint); }
 void RespServer::stop() { impl_->stop(); }
+void RespServer::stop_accepting() { impl_->stop_accepting(); }
 std::uint16_t RespServer::port() const { return impl_->port(); }
 std::size_t RespServer::connections() const { return impl_->connections(); }
 

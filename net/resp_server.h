@@ -53,6 +53,8 @@ class RespServer {
 
   // Stops accepting and closes every connection; requests in flight complete into nothing.
   void stop();
+  // Closes the listener only: open connections go on, so that requests in flight are answered.
+  void stop_accepting();
 
   std::uint16_t port() const;          // the bound port, 0 before listen()
   std::size_t connections() const;     // open client connections

@@ -187,6 +187,20 @@ std::size_t requests_needed(const RespCommandSpec& spec, std::size_t argc) {
   return 0;
 }
 
+// The keys a store command touches: every argument after the name, or for MSET every other one.
+std::vector<std::string> command_keys(const RespCommandSpec& spec, const std::vector<std::string>& args) {
+  std::vector<std::string> keys;
+  switch (spec.requests) {
+    case RespRequests::none: break;
+    case RespRequests::one: keys.push_back(args[1]); break;
+    case RespRequests::per_key: keys.assign(args.begin() + 1, args.end()); break;
+    case RespRequests::per_pair:
+      for (std::size_t i = 1; i < args.size(); i += 2) keys.push_back(args[i]);
+      break;
+  }
+  return keys;
+}
+
 }  // namespace
 
 // A command that issues one request per key and answers once all of them are back. When several
@@ -289,7 +303,17 @@ bool RespSession::start(Args& args) {
     return true;
   }
   if (in_flight_ + needed > limits_.requests_in_flight_max) return false;
-  dispatch(*spec, args, open_slot());
+  std::vector<std::string> keys = command_keys(*spec, args);
+  const bool writes = spec->cmd == RespCmd::set || spec->cmd == RespCmd::del || spec->cmd == RespCmd::mset;
+  for (const std::string& key : keys) {
+    auto it = busy_keys_.find(key);
+    if (it != busy_keys_.end() && (writes || it->second.writers > 0)) return false;  // wait
+  }
+  const std::uint64_t slot = open_slot();
+  for (const std::string& key : keys) ++(writes ? busy_keys_[key].writers : busy_keys_[key].readers);
+  slots_.back().keys = std::move(keys);
+  slots_.back().writes = writes;
+  dispatch(*spec, args, slot);
   return true;
 }
 
@@ -334,6 +358,12 @@ void RespSession::fill(std::uint64_t slot, std::string bytes) {
   assert(!s.ready);
   s.ready = true;
   s.bytes = std::move(bytes);
+  for (const std::string& key : s.keys) {
+    auto it = busy_keys_.find(key);
+    --(s.writes ? it->second.writers : it->second.readers);
+    if (it->second.readers == 0 && it->second.writers == 0) busy_keys_.erase(it);
+  }
+  s.keys.clear();
 }
 
 void RespSession::reply_error(std::uint64_t slot, std::string_view text) {

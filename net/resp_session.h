@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -78,6 +79,11 @@ class RespSession {
   struct Slot {
     bool ready = false;
     std::string bytes;
+    std::vector<std::string> keys;  // the keys its command touches, busy until it is ready
+    bool writes = false;            // whether the command changes them
+  };
+  struct KeyUse {
+    std::size_t readers = 0, writers = 0;
   };
   struct Gather;  // the state of a command that issues one request per key
   using Args = std::vector<std::string>;
@@ -116,6 +122,11 @@ class RespSession {
   std::uint64_t slots_base_ = 0;  // the slot number of slots_.front()
   std::string output_;
   std::size_t in_flight_ = 0;
+  // Keys touched by commands of this connection that have not answered yet. A command that would
+  // conflict with one of them (anything after a write, a write after anything) waits, and every
+  // command after it, to keep their order: `SET k a` then `GET k` in one pipeline reads `a`, as
+  // Redis clients expect. Reads of one key still overlap.
+  std::map<std::string, KeyUse, std::less<>> busy_keys_;
   std::uint64_t commands_parsed_ = 0;
   std::uint64_t client_id_ = 0;
   std::string client_name_;

@@ -13,6 +13,9 @@ namespace {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+constexpr std::chrono::milliseconds drain_poll_interval{10};
+constexpr std::chrono::milliseconds drain_reply_flush{200};  // for the last replies to leave
+
 tcp::endpoint endpoint_of(const HostPort& hp) {
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(hp.host == "localhost" ? "127.0.0.1" : hp.host, ec);
@@ -167,24 +170,33 @@ bool Node::ready() const {
   return links_.connected_peers() + 1 >= majority;
 }
 
+// Draining: no new connections, no new requests; the requests in flight finish (or reach their
+// deadline, which the core enforces) and their replies get drain_reply_flush to leave before the
+// connections close.
 void Node::drain_and_stop(std::chrono::milliseconds grace, std::function<void()> done) {
   draining_ = true;
-  resp_.stop();
-  http_.stop();
+  resp_.stop_accepting();
+  http_.stop_accepting();
   const auto deadline = std::chrono::steady_clock::now() + grace;
+  auto finish_stop = [this, done] {
+    resp_.stop();
+    http_.stop();
+    timer_.cancel();
+    links_.stop();
+    done();
+  };
   auto poll = std::make_shared<std::function<void()>>();
-  *poll = [this, deadline, done, poll] {
+  *poll = [this, deadline, poll, finish_stop] {
     if (!in_flight_.empty() && std::chrono::steady_clock::now() < deadline) {
-      auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(10));
+      auto t = std::make_shared<asio::steady_timer>(io_, drain_poll_interval);
       t->async_wait([poll, t](const boost::system::error_code&) { (*poll)(); });
       return;
     }
     if (!in_flight_.empty()) {
       std::cerr << "kvnode: " << in_flight_.size() << " request(s) still in flight at shutdown" << std::endl;
     }
-    timer_.cancel();
-    links_.stop();
-    done();
+    auto t = std::make_shared<asio::steady_timer>(io_, drain_reply_flush);
+    t->async_wait([t, finish_stop](const boost::system::error_code&) { finish_stop(); });
   };
   (*poll)();
 }

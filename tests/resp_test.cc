@@ -363,6 +363,29 @@ TEST_F(RespSessionTest, PipelinedRepliesLeaveInRequestOrder) {
   EXPECT_EQ(session.in_flight(), 0u);
 }
 
+TEST_F(RespSessionTest, PipelinedCommandsOnOneKeyRunInOrder) {
+  // SET k a; GET k; DEL k; GET k in one pipeline must answer OK, a, 1, nil as Redis does, even
+  // though the node would happily run them all at once.
+  node.defer = true;
+  EXPECT_EQ(send(encode({"SET", "k", "a"}) + encode({"GET", "k"}) + encode({"DEL", "k"}) +
+                 encode({"GET", "k"}) + encode({"GET", "other"})),
+            "");
+  ASSERT_EQ(node.held.size(), 1u);  // the SET; the GET waits for it, and everything after
+  node.release(0);
+  ASSERT_EQ(node.held.size(), 1u);  // the GET
+  node.release(0);
+  while (!node.held.empty()) node.release(0);  // DEL's read and delete, then the two GETs
+  EXPECT_EQ(session.take_output(), "+OK\r\n$1\r\na\r\n:1\r\n$-1\r\n$-1\r\n");
+}
+
+TEST_F(RespSessionTest, PipelinedReadsOfOneKeyOverlap) {
+  node.defer = true;
+  EXPECT_EQ(send(encode({"GET", "k"}) + encode({"GET", "k"}) + encode({"EXISTS", "k"})), "");
+  EXPECT_EQ(node.held.size(), 3u);
+  while (!node.held.empty()) node.release(0);
+  EXPECT_EQ(session.take_output(), "$-1\r\n$-1\r\n:0\r\n");
+}
+
 TEST_F(RespSessionTest, OutputHookFiresOnLateCompletionsOnly) {
   int calls = 0;
   session.set_on_output([&] { ++calls; });
