@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The checker's teeth: each *.patch here plants one realistic bug in a copy of the source tree
 # (never in the tree itself). Every variant is built and `kvsim run --seeds 1-SEEDS` must find
-# its bug, i.e. exit 1 with a violation. A bug that survives SEEDS seeds fails this test.
+# its bug, i.e. exit 1 with a violation. A bug that survives SEEDS seeds fails this test. The
+# first failing seed is then shrunk, and the shrunk scenario must still fail when replayed.
 #
 # usage: run.sh SOURCE_DIR WORK_DIR [SEEDS=500] [PATCH_NAME...]
 set -uo pipefail
@@ -40,6 +41,15 @@ for patch in "${patches[@]}"; do
   failing=$(grep -m1 -o '[0-9]* failed' "$dir/run.log")
   if [ $rc -eq 1 ] && [ -n "$first" ]; then
     echo "teeth: $name: found ($failing of $seeds seeds); first: ${first:0:300}"
+    seed=$(echo "$first" | sed -E 's/^FAIL seed ([0-9]+):.*/\1/')
+    if timeout 300 "$dir/build/bin/kvsim" shrink --seed "$seed" --out "$dir/shrunk.scenario" \
+         > "$dir/shrink.log" 2> "$dir/shrink.err" \
+       && ! "$dir/build/bin/kvsim" replay --scenario "$dir/shrunk.scenario" > "$dir/replay.log" 2>&1; then
+      echo "teeth: $name: seed $seed $(grep -m1 '^shrunk' "$dir/shrink.log")"
+    else
+      echo "teeth: $name: shrinking seed $seed failed or its result replays clean (see $dir/shrink.log)"
+      failed=1
+    fi
   else
     echo "teeth: $name: NOT FOUND in $seeds seeds (exit $rc); see $dir/run.log"
     failed=1
