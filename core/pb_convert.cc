@@ -3,14 +3,48 @@
 
 #include <boost/crc.hpp>
 #include <cassert>
+#include <cstring>
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
 
 namespace kv {
 
-std::uint32_t crc32c(std::string_view first, std::string_view second) {
+std::uint32_t crc32c_portable(std::string_view first, std::string_view second) {
   boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true> crc;
   crc.process_bytes(first.data(), first.size());
   crc.process_bytes(second.data(), second.size());
   return crc.checksum();
+}
+
+#if defined(__x86_64__)
+namespace {
+
+// SSE4.2's crc32 instruction computes exactly CRC-32C (reflected, without the initial and final
+// inversion), eight bytes at a time: a node checksums every frame and log record, and the byte
+// table cost 5% of its CPU.
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(std::uint32_t crc, std::string_view bytes) {
+  const char* p = bytes.data();
+  std::size_t n = bytes.size();
+  for (; n >= 8; p += 8, n -= 8) {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);  // x86 is little-endian: the bytes in memory order
+    crc = static_cast<std::uint32_t>(_mm_crc32_u64(crc, word));
+  }
+  for (; n > 0; ++p, --n) crc = _mm_crc32_u8(crc, static_cast<unsigned char>(*p));
+  return crc;
+}
+
+}  // namespace
+#endif
+
+std::uint32_t crc32c(std::string_view first, std::string_view second) {
+#if defined(__x86_64__)
+  static const bool sse42 = __builtin_cpu_supports("sse4.2");  // immutable: a property of the CPU
+  if (sse42) return ~crc32c_sse42(crc32c_sse42(~0u, first), second);
+#endif
+  return crc32c_portable(first, second);
 }
 
 void to_pb(const Version& v, pb::Version& out) {

@@ -22,8 +22,10 @@ inline std::uint32_t get_u32_le(const char* in) {
   return v;
 }
 
-// CRC-32C (Castagnoli) of `first` followed by `second`.
+// CRC-32C (Castagnoli) of `first` followed by `second`: with the CPU's instruction where there is
+// one, else crc32c_portable (Boost.CRC). Both give the same value on every platform.
 std::uint32_t crc32c(std::string_view first, std::string_view second = {});
+std::uint32_t crc32c_portable(std::string_view first, std::string_view second = {});
 
 void to_pb(const Version& v, pb::Version& out);
 Version from_pb(const pb::Version& p);

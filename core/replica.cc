@@ -52,7 +52,7 @@ Replica::Replica(ReplicaConfig config, DurableState state, std::uint64_t now_ms)
   for (NodeId m : config_.members) ring_.add_node(m);
   assert(ring_.contains(config_.self));
   // Stamps must be past everything this node ever stored, whatever its clock says now.
-  for (const auto& [key, record] : state_.store.records()) hlc_.observe(record.version);
+  for (const Store::Entry* e : state_.store.sorted()) hlc_.observe(e->second.version);
   for (const auto& [hint_key, record] : state_.hints.hints()) hlc_.observe(record.version);
 }
 
@@ -425,7 +425,8 @@ std::string Replica::check_invariants() const {
   if (!local_.empty()) return "self-addressed messages left unhandled";
   if (pending_.size() > config_.requests_in_flight_max) return "requests_in_flight_max exceeded";
   if (state_.hints.size() > config_.hints_max) return "hints_max exceeded";
-  for (const auto& [key, r] : state_.store.records()) {
+  for (const Store::Entry* e : state_.store.sorted()) {
+    const auto& [key, r] = *e;
     if (key.empty() || key.size() > config_.key_bytes_max) return "stored key of bad size";
     if (r.tombstone && !r.value.empty()) return "tombstone with a value for " + key;
     if (!not_after_clock(r.version)) {

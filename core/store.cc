@@ -1,6 +1,8 @@
 // Store and HintStore: merge-based maps (see store.h).
 #include "core/store.h"
 
+#include <algorithm>
+
 namespace kv {
 
 bool Store::apply(const std::string& key, const Record& r) {
@@ -12,6 +14,14 @@ bool Store::apply(const std::string& key, const Record& r) {
   if (compare(r, it->second) <= 0) return false;
   it->second = r;
   return true;
+}
+
+std::vector<const Store::Entry*> Store::sorted() const {
+  std::vector<const Entry*> out;
+  out.reserve(records_.size());
+  for (const Entry& e : records_) out.push_back(&e);
+  std::sort(out.begin(), out.end(), [](const Entry* a, const Entry* b) { return a->first < b->first; });
+  return out;
 }
 
 std::optional<Record> Store::get(std::string_view key) const {

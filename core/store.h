@@ -1,12 +1,18 @@
 // The durable state of one replica: its versioned records and the hints it holds for others.
 //
-// Both are ordered maps: iteration order reaches snapshots, hint delivery and traces, and must be
-// the same on every run and every platform. Neither does I/O; the replica emits WAL entries for
-// every change and recovery rebuilds this state from them.
+// Records live in a hash map: a lookup is on the path of every read and write, and a tree of
+// string keys spent 15% of a node's CPU on comparisons. Iteration order must never leak (it
+// reaches snapshots and messages, which must be the same on every run and platform), so the
+// records are only ever visited in key order, through sorted(). Hints stay an ordered map: hint
+// delivery walks it in order. Neither does I/O; the replica emits WAL entries for every change
+// and recovery rebuilds this state from them.
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <map>
+#include <unordered_map>
+#include <vector>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,14 +24,22 @@ namespace kv {
 
 class Store {
  public:
+  using Entry = std::pair<const std::string, Record>;
+
   // Merges `r` into the record of `key`. Returns true if the stored record changed.
   bool apply(const std::string& key, const Record& r);
   std::optional<Record> get(std::string_view key) const;
-  const std::map<std::string, Record, std::less<>>& records() const { return records_; }
+  // Every record, in key order.
+  std::vector<const Entry*> sorted() const;
   std::size_t size() const { return records_.size(); }
+  bool operator==(const Store& other) const { return records_ == other.records_; }
 
  private:
-  std::map<std::string, Record, std::less<>> records_;
+  struct KeyHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view key) const { return std::hash<std::string_view>{}(key); }
+  };
+  std::unordered_map<std::string, Record, KeyHash, std::equal_to<>> records_;
 };
 
 // Hints: writes this node holds on behalf of a replica that did not acknowledge them, keyed by

@@ -223,10 +223,10 @@ void wal_apply(const WalEntry& entry, DurableState& state) {
 
 std::string snapshot_encode(const DurableState& state) {
   pb::Snapshot snap;
-  for (const auto& [key, record] : state.store.records()) {
+  for (const Store::Entry* e : state.store.sorted()) {  // key order: the same bytes every time
     pb::WalPut* p = snap.add_entries();
-    p->set_key(key);
-    to_pb(record, *p->mutable_record());
+    p->set_key(e->first);
+    to_pb(e->second, *p->mutable_record());
   }
   for (const auto& [hint_key, record] : state.hints.hints()) {
     pb::WalHint* h = snap.add_hints();

@@ -435,7 +435,7 @@ void World::check_recovered(const Node& n, const DurableState& state) {
                         value_label(r.value) + " at version " + r.version.to_string() +
                         (op ? ", which differs from what its put wrote" : ", which no client wrote"));
   };
-  for (const auto& [key, record] : state.store.records()) check(key, record, "");
+  for (const Store::Entry* e : state.store.sorted()) check(e->first, e->second, "");
   for (const auto& [hint_key, record] : state.hints.hints()) check(hint_key.second, record, "a hint for ");
 }
 
