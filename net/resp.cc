@@ -34,15 +34,6 @@ Line find_line(std::string_view buf, std::size_t start) {
   return {Line::found, cr};
 }
 
-// Strict decimal: an optional '-', then digits only, no spaces, no '+'.
-std::optional<std::int64_t> parse_int(std::string_view text) {
-  std::int64_t value = 0;
-  if (text.empty() || text[0] == '+') return std::nullopt;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
-
 std::string printable(char c) {
   if (c >= 0x20 && c < 0x7f) return std::string(1, c);
   constexpr char hex[] = "0123456789abcdef";
@@ -143,6 +134,14 @@ void append_length(std::string& out, char type, std::int64_t n) {
 }
 
 }  // namespace
+
+std::optional<std::int64_t> parse_int(std::string_view text) {
+  std::int64_t value = 0;
+  if (text.empty() || text[0] == '+') return std::nullopt;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
 
 ParseResult RespParser::fail(std::string message) {
   in_array_ = false;

@@ -73,14 +73,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-std::optional<std::int64_t> parse_int(std::string_view text) {
-  std::int64_t value = 0;
-  if (text.empty() || text[0] == '+') return std::nullopt;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
-
 // Redis's glob subset that CONFIG GET patterns use in practice: `*` and `?`, ASCII case folded.
 bool glob_match(std::string_view pattern, std::string_view text) {
   std::size_t p = 0, t = 0, star = std::string_view::npos, resume = 0;
