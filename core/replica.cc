@@ -195,18 +195,22 @@ std::size_t Replica::answered(const Pending& p) const {
       std::count_if(p.targets.begin(), p.targets.end(), [](const Target& t) { return t.answered; }));
 }
 
-// A request is finished once it replied and every preference-list replica answered, itself or
-// through a fallback holding its hint; until then it stays, to repair or hint the stragglers.
+// A preference-list replica that has not answered, neither itself nor through a fallback that
+// holds its hint.
+bool Replica::unheard(const Pending& p, const Target& t) const {
+  if (t.hint_for != 0 || t.answered) return false;
+  return std::none_of(p.targets.begin(), p.targets.end(),
+                      [&](const Target& f) { return f.hint_for == t.node && f.answered; });
+}
+
+// A request is finished once it replied and no preference-list replica is unheard; until then it
+// stays, to repair or hint the stragglers.
 bool Replica::finish_if_done(std::uint64_t req) {
   auto it = pending_.find(req);
   Pending& p = it->second;
   if (!p.replied) return false;
   for (const Target& t : p.targets) {
-    if (t.hint_for != 0 || t.answered) continue;
-    const bool covered = std::any_of(p.targets.begin(), p.targets.end(), [&](const Target& f) {
-      return f.hint_for == t.node && f.answered;
-    });
-    if (!covered) return false;
+    if (unheard(p, t)) return false;
   }
   pending_.erase(it);
   return true;
@@ -281,11 +285,7 @@ void Replica::expire(std::uint64_t req, Pending& p) {
   }
   if (p.phase == Phase::write) {
     for (const Target& t : p.targets) {
-      if (t.hint_for != 0 || t.answered) continue;
-      const bool covered = std::any_of(p.targets.begin(), p.targets.end(), [&](const Target& f) {
-        return f.hint_for == t.node && f.answered;
-      });
-      if (!covered) store_hint(t.node, p.key, *p.best);
+      if (unheard(p, t)) store_hint(t.node, p.key, *p.best);
     }
   }
   pending_.erase(req);

@@ -133,6 +133,7 @@ class Replica {
   void repair_stale(std::uint64_t req, Pending& p);
   void tick_request(std::uint64_t req, Pending& p, std::uint64_t now_ms);
   void try_fallbacks(std::uint64_t req, Pending& p);
+  bool unheard(const Pending& p, const Target& t) const;
   bool finish_if_done(std::uint64_t req);
   void expire(std::uint64_t req, Pending& p);
   void reply_error(std::uint64_t client_id, Errc e, std::string detail);
