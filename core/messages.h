@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <variant>
 #include <vector>
@@ -21,6 +22,11 @@ namespace kv {
 // ---- Client side ----
 
 enum class OpType : std::uint8_t { get, put, del };
+
+// "get", "put" or "del": the name in metrics, traces and scenario files.
+inline std::string_view op_name(OpType op) {
+  return op == OpType::get ? "get" : op == OpType::put ? "put" : "del";
+}
 
 struct ClientRequest {
   std::uint64_t id = 0;  // chosen by the driver, echoed in the reply

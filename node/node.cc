@@ -22,10 +22,6 @@ tcp::endpoint endpoint_of(const HostPort& hp) {
   return tcp::endpoint(ec ? asio::ip::address_v4::loopback() : addr, hp.port);
 }
 
-const char* op_name(OpType op) {
-  return op == OpType::get ? "get" : op == OpType::put ? "put" : "del";
-}
-
 std::uint64_t wall_ms() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
@@ -149,7 +145,7 @@ void Node::finish(const ClientReply& reply) {
   if (it == in_flight_.end()) return;
   InFlight f = std::move(it->second);
   in_flight_.erase(it);
-  OpMetrics& m = op_metrics_[op_name(f.op)];
+  OpMetrics& m = op_metrics_[std::string(op_name(f.op))];
   (reply.error ? m.errors : m.ok) += 1;
   m.latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - f.started).count());
   f.done(reply);

@@ -15,7 +15,7 @@ namespace kv::sim {
 namespace {
 
 std::string describe(const Op& op) {
-  std::string s = std::string(op.op == OpType::get ? "get" : op.op == OpType::put ? "put" : "del") +
+  std::string s = std::string(op_name(op.op)) +
                   " #" + std::to_string(op.id & 0xffffffff) + " by client " + std::to_string(op.client);
   if (op.op == OpType::put) s += " value=" + value_label(op.value);
   s += " q=" + std::to_string(op.quorum) + " [" + std::to_string(op.invoke_us / 1000) + "ms, " +

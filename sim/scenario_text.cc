@@ -149,15 +149,6 @@ std::optional<FaultKind> fault_kind_from(std::string_view name) {
   return std::nullopt;
 }
 
-std::string_view op_name(OpType op) {
-  switch (op) {
-    case OpType::get: return "get";
-    case OpType::put: return "put";
-    case OpType::del: return "del";
-  }
-  return "?";
-}
-
 std::optional<OpType> op_from(std::string_view name) {
   for (OpType op : {OpType::get, OpType::put, OpType::del}) {
     if (op_name(op) == name) return op;

@@ -53,7 +53,7 @@ void World::issue(std::uint32_t c, const ClientOp& op, bool final_read, std::uin
   if (h.op == OpType::put) by_value_[h.value] = index;
 
   const Event e{now_us_, 0, Ev::client_next, op.coordinator, c, h.id};
-  trace(e, std::string(op.op == OpType::get ? "get" : op.op == OpType::put ? "put" : "del") + " " +
+  trace(e, std::string(op_name(op.op)) + " " +
                h.key + (h.value.empty() ? "" : "=" + value_label(h.value)) + " q=" + std::to_string(h.quorum));
   Node& n = node(op.coordinator);
   if (!n.up) {
