@@ -43,7 +43,13 @@ enum class Errc {
   invalid_argument = 1,  // bad key, value or quorum for this cluster
   quorum_unavailable,    // too few replicas answered before the deadline; nothing was written
   timeout,               // too few acknowledgements before the deadline; outcome unknown
-  overloaded,            // requests_in_flight_max reached
+  overloaded,            // requests_in_flight_max reached, or the PostgreSQL write-behind queue
+                         // is full (pg_queue_max); nothing was written
+  unavailable,           // PostgreSQL or the legacy API failed (the detail names which): a get
+                         // of a key the cluster does not hold cannot tell "absent" from "not
+                         // reachable", so it fails rather than answer a false not-found; a put
+                         // or delete whose PostgreSQL write failed in sync mode may or may not
+                         // be applied on the replicas, and is not acknowledged
 };
 const std::error_category& errc_category();
 std::error_code make_error_code(Errc e);
@@ -94,8 +100,31 @@ struct Message {
 };
 
 // ---- Bridges (PostgreSQL write-through and lookup, legacy read-through) ----
+//
+// The core decides when to call a bridge; the driver carries the call out (kvnode with libpq and
+// libcurl, the simulator with its models) and must answer every call exactly once, with the same
+// id and kind, including when the service failed or timed out (then `error` is set and `detail`
+// says what happened). A call lost with a crashed process is never answered; the core of the next
+// incarnation does not know its id and ignores any stray reply.
+//
+//   pg_write      upsert `record` for `key` only if its version is greater than the stored row's
+//                 (physical_ms, counter, node compared in that order): an older or equal version
+//                 is a no-op, so retries, duplicates and reordering are harmless. A tombstone is
+//                 stored as a row with the tombstone flag and an empty value. Reply: no record.
+//   pg_lookup     the row stored for `key`. Reply: `record` with the stored version, tombstone
+//                 flag and value, or no record when there is no row.
+//   legacy_fetch  GET the legacy API for `key`. Reply: a record with a zero version and the
+//                 value (a hydration loses to any client write, C7), or no record on 404. Any
+//                 other outcome (timeout, connection refused, 5xx, a body that is not the
+//                 expected JSON) is an error.
 
 enum class BridgeKind : std::uint8_t { pg_write = 1, pg_lookup = 2, legacy_fetch = 3 };
+
+inline std::string_view bridge_name(BridgeKind kind) {
+  return kind == BridgeKind::pg_write    ? "pg_write"
+         : kind == BridgeKind::pg_lookup ? "pg_lookup"
+                                         : "legacy_fetch";
+}
 
 struct BridgeCall {
   std::uint64_t id = 0;
@@ -107,7 +136,8 @@ struct BridgeCall {
 struct BridgeReply {
   std::uint64_t id = 0;
   BridgeKind kind = BridgeKind::pg_write;
-  std::error_code error;         // the service failed or timed out
+  std::error_code error;         // set when the service failed or timed out
+  std::string detail;            // with an error: what failed, for the client's error message
   std::optional<Record> record;  // pg_lookup: the stored row; legacy_fetch: the value (hydration)
 };
 

@@ -10,6 +10,20 @@
 // Replica: merge records into the versioned store (newest wins), keep hints for others when
 // acting as a fallback (sloppy mode), answer reads.
 //
+// Bridges (optional): with PostgreSQL on, the coordinator of a client write writes it to
+// PostgreSQL, once (sync: the client is answered only after W replicas and PostgreSQL have it;
+// async: through a bounded write-behind queue, coalesced per key and retried with backoff). A
+// write of a key the majority does not hold first looks the key up in PostgreSQL and stamps past
+// the stored version, so a write after the whole cluster lost its disks is still the newest.
+// A get whose quorum finds nothing (no value, no tombstone) resolves the miss: PostgreSQL first,
+// then the legacy API; what is found is handed to the client and written to the replicas
+// (hydration: at its stored version from PostgreSQL, at the zero version from the legacy API, so
+// any client write wins, C7). Concurrent misses of one key share one resolution; a resolved miss
+// is remembered (a not-found for legacy_negative_ttl_ms, a value for the reads already under way)
+// and forgotten as soon as the key is written here; a circuit breaker stops calling a failing
+// legacy API for a while, and meanwhile such reads fail with Errc::unavailable, never a false
+// not-found.
+//
 // Inputs are on_client, on_message, on_tick (and on_bridge_reply, for the bridges). Each input may
 // produce outputs, collected into one Ready batch that take_ready() hands to the driver. The driver
 // must make the batch's persist entries durable before sending anything from it (see Ready).
@@ -31,6 +45,8 @@
 
 namespace kv {
 
+enum class PgMode : std::uint8_t { off, sync, async };
+
 struct ReplicaConfig {
   NodeId self = 0;                 // node ids are >= 1
   std::vector<NodeId> members;     // every node of the cluster, self included
@@ -51,6 +67,18 @@ struct ReplicaConfig {
   std::size_t requests_in_flight_max = 10000;
   std::size_t hints_max = 100000;
   std::size_t hint_deliveries_per_interval_max = 256;
+
+  // Bridges.
+  PgMode pg_mode = PgMode::off;
+  std::size_t pg_queue_max = 10000;             // async: keys waiting to be written
+  std::size_t pg_writes_in_flight_max = 64;     // async: write calls outstanding at once
+  std::uint64_t pg_retry_initial_ms = 100;      // async: first retry after a failed write,
+  std::uint64_t pg_retry_max_ms = 5000;         //   doubling up to this
+  bool legacy = false;                          // read-through to the legacy API
+  std::uint64_t legacy_negative_ttl_ms = 5000;  // how long a not-found is remembered
+  std::uint32_t legacy_breaker_failures = 5;    // consecutive failures that open the breaker
+  std::uint64_t legacy_breaker_open_ms = 5000;  // how long it stays open before one probe
+  std::size_t miss_cache_max = 100000;          // remembered miss resolutions
 
   // Request ids are request_id_base + a counter. The driver gives each incarnation of a node a
   // different base (restart count, boot time), so that a reply to a request sent before a crash
@@ -74,6 +102,17 @@ struct ReplicaStats {
   std::uint64_t sloppy_fallback_writes = 0;
   std::uint64_t overloaded = 0;
   std::uint64_t invalid = 0;
+  // Bridges
+  std::uint64_t pg_writes = 0, pg_write_errors = 0;        // calls made, calls that failed
+  std::uint64_t pg_lookups = 0, pg_lookup_errors = 0;
+  std::uint64_t pg_queue_full = 0;                         // async: writes refused, queue full
+  std::uint64_t pg_queue_coalesced = 0;                    // async: a queued write superseded
+  std::uint64_t legacy_fetches = 0, legacy_errors = 0, legacy_not_found = 0;
+  std::uint64_t misses_coalesced = 0;     // a read joined a resolution already under way
+  std::uint64_t miss_cache_hits = 0;      // a read answered from a remembered resolution
+  std::uint64_t hydrations = 0;           // resolutions that found a record and wrote it back
+  std::uint64_t breaker_opened = 0;
+  std::uint64_t breaker_rejected = 0;     // reads failed at once because the breaker was open
 };
 
 class Replica {
@@ -99,9 +138,17 @@ class Replica {
   const ReplicaConfig& config() const { return config_; }
   const Ring& ring() const { return ring_; }
   std::size_t requests_in_flight() const { return pending_.size(); }
+  // Async write-behind: keys waiting for PostgreSQL, and since when the oldest has waited
+  // (its lag; nullopt when the queue is empty).
+  std::size_t pg_queue_size() const { return pg_queue_.size(); }
+  std::optional<std::uint64_t> pg_queue_oldest_ms() const;
+  bool legacy_breaker_open(std::uint64_t now_ms) const { return now_ms < breaker_open_until_ms_; }
 
  private:
-  enum class Phase : std::uint8_t { read, discover, write };
+  // read: asking replicas; resolve: the read quorum found nothing and waits for the key's miss
+  // resolution; discover: a write asking a majority for versions (and PostgreSQL, for a key the
+  // majority does not hold); write: sending the stamped record.
+  enum class Phase : std::uint8_t { read, resolve, discover, write };
 
   struct Target {
     NodeId node = 0;
@@ -123,6 +170,35 @@ class Replica {
     std::uint64_t started_ms = 0, phase_started_ms = 0, deadline_ms = 0, next_retry_ms = 0;
     bool replied = false;
     bool sloppy_tried = false;
+    bool pg_pending = false;  // discover: the PostgreSQL lookup; write (sync): the PostgreSQL write
+  };
+
+  // A call to a bridge in flight: what it is for.
+  struct Call {
+    BridgeKind kind = BridgeKind::pg_write;
+    std::string key;
+    std::uint64_t req = 0;  // the client request waiting on it (0: a resolution or the queue)
+  };
+  // One resolution of a missed key, shared by every read that missed it meanwhile.
+  struct Miss {
+    std::uint64_t call = 0;
+    std::vector<std::uint64_t> waiters;  // requests in Phase::resolve
+  };
+  // A finished resolution: `record` (nullopt: not found) for reads started at or before
+  // `resolved_ms`, and a not-found for every read until `expires_ms`.
+  struct Resolved {
+    std::optional<Record> record;
+    std::uint64_t resolved_ms = 0;
+    std::uint64_t expires_ms = 0;
+  };
+  // Async write-behind: the newest record of a key not yet in PostgreSQL.
+  struct Queued {
+    Record record;
+    std::uint64_t enqueued_ms = 0;
+    std::uint64_t not_before_ms = 0;
+    std::uint32_t failures = 0;
+    std::uint64_t call = 0;       // the write in flight, 0 if none
+    Version call_version;         // the version that write carries
   };
 
   // Coordinator
@@ -139,6 +215,24 @@ class Replica {
   void reply_error(std::uint64_t client_id, Errc e, std::string detail);
   std::size_t answered(const Pending& p) const;
   std::size_t majority() const { return config_.replicas / 2 + 1; }
+
+  // Bridges
+  std::uint64_t call(BridgeKind kind, const std::string& key, std::uint64_t req,
+                     std::optional<Record> record = {});
+  void resolve_miss(std::uint64_t req, Pending& p, std::uint64_t now_ms);
+  void start_resolution(const std::string& key, Miss& miss, std::uint64_t now_ms);
+  void finish_resolution(const std::string& key, const std::optional<Record>& found,
+                         std::uint64_t now_ms);
+  void fail_resolution(const std::string& key, const std::string& detail);
+  void remember(const std::string& key, const std::optional<Record>& found, std::uint64_t now_ms);
+  void forget(const std::string& key);
+  void expire_resolved(std::uint64_t now_ms);
+  void on_pg_write_reply(const Call& c, const BridgeReply& r, std::uint64_t now_ms);
+  void on_pg_lookup_reply(const Call& c, const BridgeReply& r, std::uint64_t now_ms);
+  void on_legacy_reply(const Call& c, const BridgeReply& r, std::uint64_t now_ms);
+  bool enqueue_pg(const std::string& key, const Record& r, std::uint64_t now_ms);
+  void pump_pg_queue(std::uint64_t now_ms);
+  bool bridges_on() const { return config_.pg_mode != PgMode::off || config_.legacy; }
 
   // Replica
   void on_read_req(NodeId from, const ReadReq& m);
@@ -161,6 +255,15 @@ class Replica {
   std::uint64_t now_ms_ = 0;                  // the clock at the latest input
   std::map<std::uint64_t, Pending> pending_;  // ordered: ticks visit requests in id order
   std::deque<Message> local_;                 // messages to self, handled within the same input
+  std::map<std::uint64_t, Call> calls_;       // bridge calls in flight, by id
+  std::map<std::string, Miss> misses_;        // resolutions under way, by key
+  std::map<std::string, Resolved> resolved_;  // finished resolutions still remembered
+  std::multimap<std::uint64_t, std::string> resolved_expiry_;  // expires_ms -> key (lazy)
+  std::map<std::string, Queued> pg_queue_;    // async write-behind, by key
+  std::size_t pg_queue_in_flight_ = 0;
+  std::uint32_t breaker_failures_ = 0;        // consecutive legacy failures
+  std::uint64_t breaker_open_until_ms_ = 0;
+  bool breaker_probing_ = false;              // half-open: one call allowed through
   Ready ready_;
 };
 

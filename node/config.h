@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/replica.h"
+#include "node/bridge.h"
 #include "node/storage.h"
 
 namespace kv {
@@ -27,7 +28,9 @@ struct NodeConfig {
   HostPort http_addr{"127.0.0.1", 8001};
   std::map<NodeId, HostPort> cluster;  // every member's peer address, self included
   StorageOptions storage;
-  ReplicaConfig replica;                // quorums, timers and limits
+  ReplicaConfig replica;                // quorums, timers, limits, bridge policy
+  PgOptions pg;                         // --postgres*
+  LegacyOptions legacy;                 // --legacy-*
   // Front-door limits (RESP and HTTP), each a flag.
   std::size_t connections_max = 10000;
   std::size_t requests_in_flight_per_connection_max = 1024;

@@ -6,6 +6,9 @@
 #include <boost/json.hpp>
 #include <iostream>
 
+#include "node/legacy_bridge.h"
+#include "node/pg_bridge.h"
+
 namespace kv {
 
 namespace {
@@ -76,6 +79,8 @@ Node::Node(asio::io_context& io, NodeConfig config, std::unique_ptr<Storage> sto
       resp_(io, *this, resp_options(config_)),
       http_(io, *this, http_options(config_)),
       timer_(io) {
+  if (!config_.pg.url.empty()) pg_ = make_pg_bridge(io_, config_.pg);
+  if (!config_.legacy.url_template.empty()) legacy_ = make_legacy_bridge(io_, config_.legacy);
   storage_->on_fsync = [this](double seconds, std::uint64_t records) {
     fsync_latency_.observe(seconds);
     fsync_batch_.observe(static_cast<double>(records));
@@ -93,6 +98,8 @@ std::string Node::start() {
     return "cannot listen for HTTP on " + config_.http_addr.to_string() + ": " + ec.message();
   }
   links_.start();
+  if (pg_) pg_->start();
+  if (legacy_) legacy_->start();
   process_ready();  // hints recovered from disk want a timer
   return {};
 }
@@ -138,6 +145,23 @@ void Node::process_ready() {
 void Node::release(Ready& ready) {
   for (const Message& m : ready.messages) links_.send(m);
   for (const ClientReply& r : ready.replies) finish(r);
+  for (const BridgeCall& c : ready.bridge_calls) start_bridge_call(c);
+}
+
+void Node::start_bridge_call(const BridgeCall& call) {
+  Bridge* bridge = call.kind == BridgeKind::legacy_fetch ? legacy_.get() : pg_.get();
+  if (!bridge) {  // the core only calls a bridge it was configured with
+    BridgeReply r{call.id, call.kind, make_error_code(Errc::unavailable),
+                  std::string(bridge_name(call.kind)) + ": not configured", {}};
+    asio::post(io_, [this, r] { on_bridge_reply(r); });
+    return;
+  }
+  bridge->call(call, [this](BridgeReply reply) { on_bridge_reply(reply); });
+}
+
+void Node::on_bridge_reply(const BridgeReply& reply) {
+  replica_.on_bridge_reply(reply, now_ms());
+  process_ready();
 }
 
 void Node::finish(const ClientReply& reply) {
@@ -179,6 +203,8 @@ void Node::drain_and_stop(std::chrono::milliseconds grace, std::function<void()>
     http_.stop();
     timer_.cancel();
     links_.stop();
+    if (pg_) pg_->stop();
+    if (legacy_) legacy_->stop();
     done();
   };
   auto poll = std::make_shared<std::function<void()>>();

@@ -16,6 +16,7 @@
 #include "net/peer_links.h"
 #include "net/resp_server.h"
 #include "node/api.h"
+#include "node/bridge.h"
 #include "node/config.h"
 #include "node/metrics.h"
 #include "node/storage.h"
@@ -54,6 +55,8 @@ class Node final : public NodeApi {
   void release(Ready& ready);
   void arm_timer(std::uint64_t at_ms);
   void finish(const ClientReply& reply);
+  void start_bridge_call(const BridgeCall& call);
+  void on_bridge_reply(const BridgeReply& reply);
   std::uint64_t now_ms() const;
 
   boost::asio::io_context& io_;
@@ -66,6 +69,8 @@ class Node final : public NodeApi {
   boost::asio::steady_timer timer_;
   std::optional<std::uint64_t> timer_at_ms_;
   std::unordered_map<std::uint64_t, InFlight> in_flight_;
+  std::unique_ptr<Bridge> pg_;      // null unless --postgres
+  std::unique_ptr<Bridge> legacy_;  // null unless --legacy-url
   std::uint64_t next_client_id_ = 1;
   bool draining_ = false;
 
