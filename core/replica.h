@@ -169,6 +169,7 @@ class Replica {
     std::optional<Record> best;  // read: the newest record seen; write: the stamped record
     std::uint64_t started_ms = 0, phase_started_ms = 0, deadline_ms = 0, next_retry_ms = 0;
     bool replied = false;
+    bool failed = false;       // the reply was an error
     bool sloppy_tried = false;
     bool pg_pending = false;  // discover: the PostgreSQL lookup; write (sync): the PostgreSQL write
   };
@@ -178,14 +179,15 @@ class Replica {
     BridgeKind kind = BridgeKind::pg_write;
     std::string key;
     std::uint64_t req = 0;  // the client request waiting on it (0: a resolution or the queue)
+    std::uint64_t started_ms = 0;
   };
   // One resolution of a missed key, shared by every read that missed it meanwhile.
   struct Miss {
     std::uint64_t call = 0;
     std::vector<std::uint64_t> waiters;  // requests in Phase::resolve
   };
-  // A finished resolution: `record` (nullopt: not found) for reads started at or before
-  // `resolved_ms`, and a not-found for every read until `expires_ms`.
+  // A finished resolution: `record` (nullopt: not found) for the reads started at or before
+  // `resolved_ms`; a not-found also for every read within legacy_negative_ttl_ms of it.
   struct Resolved {
     std::optional<Record> record;
     std::uint64_t resolved_ms = 0;
@@ -203,7 +205,9 @@ class Replica {
 
   // Coordinator
   void start_read(std::uint64_t req, Pending& p);
-  void start_write(std::uint64_t req, Pending& p, std::uint64_t now_ms);
+  // False if the request ended instead (refused: the write-behind queue is full).
+  bool start_write(std::uint64_t req, Pending& p, std::uint64_t now_ms);
+  void discovered(std::uint64_t req, Pending& p, std::uint64_t now_ms);
   void on_read_resp(NodeId from, const ReadResp& m, std::uint64_t now_ms);
   void on_write_ack(NodeId from, const WriteAck& m);
   void repair_stale(std::uint64_t req, Pending& p);
@@ -213,6 +217,7 @@ class Replica {
   bool finish_if_done(std::uint64_t req);
   void expire(std::uint64_t req, Pending& p);
   void reply_error(std::uint64_t client_id, Errc e, std::string detail);
+  void fail(Pending& p, Errc e, std::string detail);
   std::size_t answered(const Pending& p) const;
   std::size_t majority() const { return config_.replicas / 2 + 1; }
 
@@ -220,7 +225,9 @@ class Replica {
   std::uint64_t call(BridgeKind kind, const std::string& key, std::uint64_t req,
                      std::optional<Record> record = {});
   void resolve_miss(std::uint64_t req, Pending& p, std::uint64_t now_ms);
-  void start_resolution(const std::string& key, Miss& miss, std::uint64_t now_ms);
+  void start_legacy(const std::string& key, Miss& miss, std::uint64_t now_ms);
+  void reply_resolved(std::uint64_t req, Pending& p, const std::optional<Record>& found);
+  void expire_calls(std::uint64_t now_ms);
   void finish_resolution(const std::string& key, const std::optional<Record>& found,
                          std::uint64_t now_ms);
   void fail_resolution(const std::string& key, const std::string& detail);
@@ -230,7 +237,7 @@ class Replica {
   void on_pg_write_reply(const Call& c, const BridgeReply& r, std::uint64_t now_ms);
   void on_pg_lookup_reply(const Call& c, const BridgeReply& r, std::uint64_t now_ms);
   void on_legacy_reply(const Call& c, const BridgeReply& r, std::uint64_t now_ms);
-  bool enqueue_pg(const std::string& key, const Record& r, std::uint64_t now_ms);
+  void enqueue_pg(const std::string& key, const Record& r, std::uint64_t now_ms);
   void pump_pg_queue(std::uint64_t now_ms);
   bool bridges_on() const { return config_.pg_mode != PgMode::off || config_.legacy; }
 

@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <deque>
+#include <functional>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "core/replica.h"
@@ -13,14 +15,47 @@
 namespace kv {
 namespace {
 
+// Stand-ins for PostgreSQL (a version-guarded table) and the legacy API (a map), answering the
+// bridge calls of the nodes; they can be taken down, and their answers held back.
+struct Services {
+  std::map<std::string, Record> table;
+  std::map<std::string, std::string> legacy;
+  bool pg_down = false, legacy_down = false;
+  int legacy_calls = 0, pg_calls = 0;
+
+  BridgeReply answer(const BridgeCall& c) {
+    BridgeReply r{c.id, c.kind, {}, {}, {}};
+    const bool down = c.kind == BridgeKind::legacy_fetch ? legacy_down : pg_down;
+    ++(c.kind == BridgeKind::legacy_fetch ? legacy_calls : pg_calls);
+    if (down) {
+      r.error = make_error_code(Errc::unavailable);
+      r.detail = std::string(bridge_name(c.kind)) + ": connection refused";
+      return r;
+    }
+    if (c.kind == BridgeKind::pg_write) {
+      auto [it, fresh] = table.try_emplace(c.key, *c.record);
+      if (!fresh && it->second.version < c.record->version) it->second = *c.record;
+    } else if (c.kind == BridgeKind::pg_lookup) {
+      if (auto it = table.find(c.key); it != table.end()) r.record = it->second;
+    } else if (auto it = legacy.find(c.key); it != legacy.end()) {
+      r.record = Record{Version{}, false, it->second};
+    }
+    return r;
+  }
+};
+
 class TestNet {
  public:
-  explicit TestNet(std::uint32_t nodes, bool sloppy = false, std::vector<std::int64_t> skew_ms = {}) {
+  using Tweak = std::function<void(ReplicaConfig&)>;
+  explicit TestNet(std::uint32_t nodes, bool sloppy = false, std::vector<std::int64_t> skew_ms = {},
+                   Tweak tweak = {}, std::shared_ptr<Services> services = {})
+      : services_(services ? services : std::make_shared<Services>()) {
     for (NodeId id = 1; id <= nodes; ++id) {
       ReplicaConfig c;
       c.self = id;
       for (NodeId m = 1; m <= nodes; ++m) c.members.push_back(m);
       c.sloppy_quorum = sloppy;
+      if (tweak) tweak(c);
       skew_[id] = id - 1 < skew_ms.size() ? skew_ms[id - 1] : 0;
       replicas_.emplace(id, Replica(c, DurableState{}, clock(id)));
     }
@@ -28,6 +63,13 @@ class TestNet {
 
   std::uint64_t clock(NodeId id) { return static_cast<std::uint64_t>(static_cast<std::int64_t>(now_ms_) + skew_[id]); }
   Replica& at(NodeId id) { return replicas_.at(id); }
+
+  // Starts a request without waiting for its reply.
+  std::uint64_t send(NodeId coordinator, ClientRequest rq) {
+    rq.id = ++next_client_id_;
+    at(coordinator).on_client(rq, clock(coordinator));
+    return rq.id;
+  }
 
   ClientReply call(NodeId coordinator, ClientRequest rq) {
     rq.id = ++next_client_id_;
@@ -47,6 +89,13 @@ class TestNet {
         persisted_[id].insert(persisted_[id].end(), ready.persist.begin(), ready.persist.end());
         for (auto& m : ready.messages) wire_.push_back(m);
         for (auto& c : ready.replies) replies_.push_back(c);
+        for (auto& c : ready.bridge_calls) calls_.emplace_back(id, c);
+      }
+      if (!hold_bridges_ && !calls_.empty()) {
+        auto [node, c] = calls_.front();
+        calls_.pop_front();
+        at(node).on_bridge_reply(services_->answer(c), clock(node));
+        continue;
       }
       if (wire_.empty()) return;
       Message m = wire_.front();
@@ -74,8 +123,11 @@ class TestNet {
 
   std::set<NodeId> down_;
   std::map<NodeId, std::vector<WalEntry>> persisted_;
+  bool hold_bridges_ = false;  // bridge calls wait until this is cleared and pump() runs
+  std::shared_ptr<Services> services_;
 
  private:
+  std::deque<std::pair<NodeId, BridgeCall>> calls_;
   std::map<NodeId, Replica> replicas_;
   std::map<NodeId, std::int64_t> skew_;
   std::deque<Message> wire_;
@@ -244,6 +296,192 @@ TEST(Replica, InvariantsHoldThroughAScenario) {
   net.down_.clear();
   net.advance(3000);
   for (NodeId n = 1; n <= 4; ++n) EXPECT_EQ(net.at(n).check_invariants(), "") << "n" << n;
+}
+
+// ---- Bridges ----
+
+TestNet::Tweak pg(PgMode mode, bool legacy = false) {
+  return [=](ReplicaConfig& c) {
+    c.pg_mode = mode;
+    c.legacy = legacy;
+    c.legacy_breaker_failures = 3;
+    c.legacy_breaker_open_ms = 1000;
+    c.pg_queue_max = 2;
+  };
+}
+
+void expect_invariants(TestNet& net, NodeId nodes) {
+  for (NodeId n = 1; n <= nodes; ++n) EXPECT_EQ(net.at(n).check_invariants(), "") << "n" << n;
+}
+
+TEST(Bridges, SyncWriteIsInPostgresBeforeItIsAcknowledged) {
+  TestNet net(3, false, {}, pg(PgMode::sync));
+  const auto w = net.call(1, put("k", "v1"));
+  ASSERT_FALSE(w.error) << w.detail;
+  ASSERT_TRUE(net.services_->table.contains("k"));
+  EXPECT_EQ(net.services_->table["k"].version, w.version);
+  EXPECT_EQ(net.services_->table["k"].value, "v1");
+  net.call(2, del("k"));
+  EXPECT_TRUE(net.services_->table["k"].tombstone);
+
+  net.call(1, put("kept", "x"));
+  net.services_->pg_down = true;
+  const auto refused = net.call(1, put("kept", "y"));
+  ASSERT_EQ(refused.error, Errc::unavailable);
+  EXPECT_NE(refused.detail.find("PostgreSQL"), std::string::npos) << refused.detail;
+  const auto r = net.call(2, get("kept"));  // reads go on while the database is down
+  ASSERT_FALSE(r.error) << r.detail;
+  ASSERT_TRUE(r.record);
+  net.services_->pg_down = false;
+  EXPECT_FALSE(net.call(3, put("kept", "z")).error);
+  EXPECT_EQ(net.services_->table["kept"].value, "z");
+  expect_invariants(net, 3);
+}
+
+TEST(Bridges, WholeClusterLossReadsBackFromPostgresAndNewWritesStampPastIt) {
+  auto services = std::make_shared<Services>();
+  Version before;
+  {
+    TestNet net(3, false, {}, pg(PgMode::sync), services);
+    net.call(1, put("a", "1"));
+    before = net.call(2, put("a", "2")).version;
+    net.call(3, put("gone", "x"));
+    net.call(3, del("gone"));
+  }
+  // Every disk lost, and the clocks now run 60 s behind the stamps in the table.
+  TestNet net(3, false, {-60000, -60000, -60000}, pg(PgMode::sync), services);
+  const auto r = net.call(1, get("a"));
+  ASSERT_FALSE(r.error) << r.detail;
+  ASSERT_TRUE(r.record);
+  EXPECT_EQ(r.record->value, "2");
+  EXPECT_EQ(r.record->version, before);
+  for (NodeId n : owners(net, "a")) EXPECT_TRUE(net.at(n).state().store.get("a")) << "hydrated";
+  const auto g = net.call(2, get("gone"));
+  ASSERT_TRUE(g.record);
+  EXPECT_TRUE(g.record->tombstone);
+  // A key the new cluster never saw: the write looks it up first and stamps past it.
+  services->table["b"] = Record{Version{before.physical_ms + 5, 0, 2}, false, "old"};
+  const auto w = net.call(3, put("b", "new"));
+  ASSERT_FALSE(w.error) << w.detail;
+  EXPECT_GT(w.version, services->table.at("a").version);
+  EXPECT_EQ(services->table["b"].value, "new");
+  expect_invariants(net, 3);
+}
+
+TEST(Bridges, LegacyValueHydratesAtTheZeroVersionAndAnyWriteWins) {
+  TestNet net(3, false, {}, pg(PgMode::off, true));
+  net.services_->legacy["old"] = "L";
+  const auto r = net.call(1, get("old"));
+  ASSERT_FALSE(r.error) << r.detail;
+  ASSERT_TRUE(r.record);
+  EXPECT_EQ(r.record->value, "L");
+  EXPECT_TRUE(r.record->version.is_zero());
+  for (NodeId n : owners(net, "old")) EXPECT_EQ(net.at(n).state().store.get("old")->value, "L");
+  net.services_->legacy_down = true;  // it stays in the cluster
+  EXPECT_EQ(net.call(2, get("old")).record->value, "L");
+  net.call(3, put("old", "mine"));
+  EXPECT_EQ(net.call(1, get("old")).record->value, "mine");
+  EXPECT_EQ(net.services_->legacy_calls, 1);
+}
+
+TEST(Bridges, AWriteRacingAHydrationWins) {
+  TestNet net(3, false, {}, pg(PgMode::off, true));
+  net.services_->legacy["k"] = "legacy";
+  net.hold_bridges_ = true;
+  const auto read = net.send(1, get("k"));
+  net.pump();  // the quorum found nothing; the legacy call waits
+  const auto w = net.call(2, put("k", "client"));
+  ASSERT_FALSE(w.error) << w.detail;
+  net.hold_bridges_ = false;
+  net.pump();
+  ASSERT_TRUE(net.reply_for(read));
+  for (NodeId n : owners(net, "k")) EXPECT_EQ(net.at(n).state().store.get("k")->value, "client");
+  EXPECT_EQ(net.call(3, get("k")).record->value, "client");
+}
+
+TEST(Bridges, ConcurrentMissesOfAKeyMakeOneLegacyCall) {
+  TestNet net(3, false, {}, pg(PgMode::off, true));
+  net.services_->legacy["hot"] = "v";
+  net.hold_bridges_ = true;
+  std::vector<std::uint64_t> ids;
+  for (int i = 0; i < 50; ++i) ids.push_back(net.send(1, get("hot")));
+  net.pump();
+  net.hold_bridges_ = false;
+  net.pump();
+  for (int i = 0; i < 20; ++i) ids.push_back(net.send(1, get("hot")));  // after it resolved
+  net.pump();
+  for (auto id : ids) {
+    auto r = net.reply_for(id);
+    ASSERT_TRUE(r && r->record) << id;
+    EXPECT_EQ(r->record->value, "v");
+  }
+  EXPECT_EQ(net.services_->legacy_calls, 1);
+  EXPECT_GE(net.at(1).stats().misses_coalesced, 49u);
+}
+
+TEST(Bridges, NotFoundIsRememberedAndForgottenWhenTheKeyIsWritten) {
+  TestNet net(3, false, {}, pg(PgMode::off, true));
+  EXPECT_FALSE(net.call(1, get("k")).record);
+  EXPECT_FALSE(net.call(1, get("k")).record);
+  EXPECT_EQ(net.services_->legacy_calls, 1);
+  net.call(1, put("k", "v"));
+  EXPECT_EQ(net.call(1, get("k")).record->value, "v");
+  net.advance(6000);  // past the TTL a miss asks again
+  EXPECT_FALSE(net.call(1, get("other")).record);
+  EXPECT_EQ(net.services_->legacy_calls, 2);
+}
+
+TEST(Bridges, BreakerOpensOnFailuresAndNeverAnswersAFalseNotFound) {
+  TestNet net(3, false, {}, pg(PgMode::off, true));
+  net.services_->legacy_down = true;
+  for (int i = 0; i < 3; ++i) {
+    const auto r = net.call(1, get("k" + std::to_string(i)));
+    EXPECT_EQ(r.error, Errc::unavailable);
+    EXPECT_FALSE(r.record);
+  }
+  const auto open = net.call(1, get("k9"));
+  EXPECT_EQ(open.error, Errc::unavailable);
+  EXPECT_NE(open.detail.find("circuit breaker"), std::string::npos) << open.detail;
+  EXPECT_EQ(net.services_->legacy_calls, 3);
+  net.services_->legacy_down = false;
+  net.services_->legacy["k9"] = "back";
+  net.advance(1100);
+  const auto probe = net.call(1, get("k9"));
+  ASSERT_FALSE(probe.error) << probe.detail;
+  EXPECT_EQ(probe.record->value, "back");
+  EXPECT_FALSE(net.at(1).legacy_breaker_open(2'000'000));
+}
+
+TEST(Bridges, PostgresIsAskedBeforeLegacyAndItsTombstoneIsFinal) {
+  TestNet net(3, false, {}, pg(PgMode::sync, true));
+  net.services_->table["d"] = Record{Version{5, 0, 1}, true, ""};
+  net.services_->legacy["d"] = "stale";
+  net.services_->legacy["l"] = "from-legacy";
+  const auto d = net.call(1, get("d"));
+  ASSERT_TRUE(d.record);
+  EXPECT_TRUE(d.record->tombstone);
+  EXPECT_EQ(net.call(2, get("l")).record->value, "from-legacy");
+  EXPECT_EQ(net.services_->legacy_calls, 1);
+  net.services_->pg_down = true;  // cannot tell absent from unreachable: an error, not a miss
+  EXPECT_EQ(net.call(3, get("never")).error, Errc::unavailable);
+}
+
+TEST(Bridges, AsyncQueueCoalescesRetriesAndPushesBackWhenFull) {
+  TestNet net(3, false, {}, pg(PgMode::async));
+  net.services_->pg_down = true;
+  ASSERT_FALSE(net.call(1, put("a", "1")).error);
+  ASSERT_FALSE(net.call(1, put("a", "2")).error);
+  ASSERT_FALSE(net.call(1, put("b", "1")).error);
+  EXPECT_EQ(net.at(1).pg_queue_size(), 2u);
+  const auto full = net.call(1, put("c", "1"));
+  EXPECT_EQ(full.error, Errc::overloaded);
+  EXPECT_FALSE(net.call(2, get("c")).record) << "a refused write wrote nothing";
+  net.services_->pg_down = false;
+  net.advance(6000);
+  EXPECT_EQ(net.at(1).pg_queue_size(), 0u);
+  EXPECT_EQ(net.services_->table["a"].value, "2");
+  EXPECT_EQ(net.services_->table["b"].value, "1");
+  expect_invariants(net, 3);
 }
 
 }  // namespace
