@@ -6,10 +6,18 @@ Runs, one after another on loopback:
   a 3-node kvnode cluster (N=3, R=2, W=2, --fsync always),
 each loaded with `redis-benchmark -c 50 -n REQUESTS -d 128 -r 100000 -t set,get` against one
 server/node, then kvbench spreading the same load (all SETs, then all GETs) over the three nodes.
-Prints a table of throughput and p50/p99 with ratios to Redis: GET against Redis without
-persistence, SET against Redis with appendfsync always. Every server is stopped by its PID.
+Then the write-through section: a real PostgreSQL (tests/integration/pg.py) and a 3-node cluster
+with --postgres (sync mode: a SET is acknowledged once two replicas and PostgreSQL have it),
+loaded with redis-benchmark SET from C clients for about --pg-seconds; then pgbench, with the same
+C clients (-j 2, -n, -M prepared, -T --pg-seconds), running the same version-guarded upsert into a
+table of the same shape on the same server: what PostgreSQL alone does with that load.
+Prints a table of throughput and p50/p99 with ratios: GET against Redis without persistence, SET
+against Redis with appendfsync always, the write-through SET against pgbench. Every server is
+stopped by its PID.
 """
-import argparse, csv, io, json, os, shutil, signal, socket, subprocess, sys, tempfile, time
+import argparse, csv, glob, io, json, os, shutil, signal, socket, subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 def free_port():
     with socket.socket() as s:
@@ -51,9 +59,9 @@ def stop(procs):
             p.kill()
             p.wait()
 
-def redis_benchmark(port, requests):
-    out = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50", "-n", str(requests),
-                          "-d", "128", "-r", "100000", "-t", "set,get", "--csv"],
+def redis_benchmark(port, requests, tests="set,get", clients=50):
+    out = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(clients), "-n", str(requests),
+                          "-d", "128", "-r", "100000", "-t", tests, "--csv"],
                          capture_output=True, text=True, timeout=900, check=True).stdout
     rows = {}
     for row in csv.DictReader(io.StringIO(out)):
@@ -82,7 +90,7 @@ def run_redis(tmp, persist):
         stop([p])
         raise
 
-def run_cluster(bin_dir, tmp):
+def run_cluster(bin_dir, tmp, extra_args=()):
     peers, resps, https = [free_port() for _ in range(3)], [free_port() for _ in range(3)], [free_port() for _ in range(3)]
     cluster = ",".join(f"n{i+1}@127.0.0.1:{peers[i]}" for i in range(3))
     procs = []
@@ -90,7 +98,7 @@ def run_cluster(bin_dir, tmp):
         log = open(os.path.join(tmp, f"n{i+1}.log"), "w")
         procs.append(subprocess.Popen([os.path.join(bin_dir, "kvnode"), "--id", f"n{i+1}", "--cluster", cluster,
                                        "--resp-addr", f"127.0.0.1:{resps[i]}", "--http-addr", f"127.0.0.1:{https[i]}",
-                                       "--data-dir", os.path.join(tmp, f"n{i+1}"), "--fsync", "always"],
+                                       "--data-dir", os.path.join(tmp, f"n{i+1}"), "--fsync", "always", *extra_args],
                                       stdout=log, stderr=log))
     try:
         for h in https:
@@ -100,17 +108,82 @@ def run_cluster(bin_dir, tmp):
         raise
     return procs, resps
 
+# The upsert kvnode's PostgreSQL bridge makes for each write (node/pg_bridge.cc): newer version wins.
+PGBENCH_SCRIPT = """\\set k random(0, 99999)
+\\set counter random(0, 1000000)
+insert into {table} (key, value, version_physical, version_counter, version_node, tombstone, updated_at)
+values (convert_to('key:' || lpad(:k::text, 12, '0'), 'UTF8'), convert_to('{value}', 'UTF8'),
+        (extract(epoch from clock_timestamp()) * 1000)::bigint, :counter, 1, false, now())
+on conflict (key) do update set value = excluded.value, version_physical = excluded.version_physical,
+    version_counter = excluded.version_counter, version_node = excluded.version_node,
+    tombstone = excluded.tombstone, updated_at = excluded.updated_at
+where ({table}.version_physical, {table}.version_counter, {table}.version_node)
+    < (excluded.version_physical, excluded.version_counter, excluded.version_node);
+"""
+
+def percentile(sorted_values, q):
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))] if sorted_values else 0.0
+
+def pgbench(db, tmp, table, clients, seconds):
+    """pgbench running PGBENCH_SCRIPT: (tps, p50 ms, p99 ms, failed transactions)."""
+    script = os.path.join(tmp, "upsert.sql")
+    with open(script, "w") as f:
+        f.write(PGBENCH_SCRIPT.format(table=table, value="x" * 128))
+    prefix = os.path.join(tmp, "pgbench_log")
+    done = subprocess.run([db.tool("pgbench"), "-h", "127.0.0.1", "-p", str(db.port), "-U", "postgres", "-n",
+                           "-M", "prepared", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", script,
+                           "--log", "--log-prefix", prefix, "postgres"],
+                          capture_output=True, text=True, timeout=seconds + 120, cwd=tmp)
+    if done.returncode != 0:
+        raise RuntimeError(f"pgbench exited {done.returncode}: {done.stderr}{done.stdout}")
+    tps = float(next(l for l in done.stdout.splitlines() if l.startswith("tps =")).split()[2])
+    failed = next((int(l.split()[-2]) for l in done.stdout.splitlines()
+                   if l.startswith("number of failed transactions")), 0)
+    latencies = []  # per transaction: client, transaction, latency in us, ...
+    for path in glob.glob(prefix + "*"):
+        with open(path) as f:
+            latencies += [int(line.split()[2]) / 1000.0 for line in f if line.strip()]
+    latencies.sort()
+    return tps, percentile(latencies, 0.5), percentile(latencies, 0.99), failed
+
+def write_through_section(bin_dir, tmp, clients, seconds):
+    """Rows: the cluster with --postgres (sync) under redis-benchmark SET, then pgbench."""
+    sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+    import pg
+    rows = []
+    with pg.Postgres() as db:
+        procs, resps = run_cluster(bin_dir, tempfile.mkdtemp(dir=tmp), ["--postgres", db.url])
+        try:
+            calibration = redis_benchmark(resps[0], 5000, "set", clients)["set"][0]
+            requests = max(5000, min(2000000, int(calibration * seconds)))
+            r = redis_benchmark(resps[0], requests, "set", clients)["set"]
+        finally:
+            stop(procs)
+        stored = int(db.scalar("select count(*) from kv"))
+        print(f"bench: write-through: {requests} SETs (-c {clients}, sized from a calibration run at "
+              f"{calibration:.0f}/s), {stored} distinct keys in PostgreSQL", file=sys.stderr)
+        rows.append(("kv 3 nodes + postgres sync", f"redis-benchmark -c {clients}", "set", *r, 0))
+        db.sql("create table kv_pgbench (like kv including all)")
+        tps, p50, p99, failed = pgbench(db, tmp, "kv_pgbench", clients, seconds)
+        rows.append(("postgres alone", f"pgbench upsert -c {clients}", "set", tps, p50, p99, failed))
+    return rows
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", default="build/bin")
     ap.add_argument("--requests", type=int, default=200000)
+    ap.add_argument("--sections", default="redis,kv,pg",
+                    help="which to run: redis, kv (the cluster alone), pg (write-through against pgbench)")
+    ap.add_argument("--pg-clients", type=int, default=50, help="clients of the write-through section")
+    ap.add_argument("--pg-seconds", type=int, default=15, help="length of each write-through run")
     a = ap.parse_args()
+    sections = set(a.sections.split(","))
     for tool in ("redis-server", "redis-benchmark"):
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} is missing; run make deps")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for persist in (False, True):
+        for persist in (False, True) if "redis" in sections else ():
             p, port = run_redis(tmp, persist)
             try:
                 name = "redis (appendfsync always)" if persist else "redis (no persistence)"
@@ -118,19 +191,27 @@ def main():
                 rows += [(name, "redis-benchmark", op, *r[op], 0) for op in ("set", "get")]
             finally:
                 stop([p])
-        procs, resps = run_cluster(a.bin, tmp)
-        try:
-            r = redis_benchmark(resps[0], a.requests)
-            rows += [("kv 3 nodes, fsync always", "redis-benchmark, one node", op, *r[op], 0) for op in ("set", "get")]
-            rows.append(("kv 3 nodes, fsync always", "kvbench, all nodes", "set", *kvbench(a.bin, resps, a.requests, 0)))
-            rows.append(("kv 3 nodes, fsync always", "kvbench, all nodes", "get", *kvbench(a.bin, resps, a.requests, 1)))
-        finally:
-            stop(procs)
-    base = {("get"): next(r for r in rows if r[0] == "redis (no persistence)" and r[2] == "get")[3],
-            ("set"): next(r for r in rows if r[0] == "redis (appendfsync always)" and r[2] == "set")[3]}
+        if "kv" in sections:
+            procs, resps = run_cluster(a.bin, tempfile.mkdtemp(dir=tmp))
+            try:
+                r = redis_benchmark(resps[0], a.requests)
+                rows += [("kv 3 nodes, fsync always", "redis-benchmark, one node", op, *r[op], 0) for op in ("set", "get")]
+                rows.append(("kv 3 nodes, fsync always", "kvbench, all nodes", "set", *kvbench(a.bin, resps, a.requests, 0)))
+                rows.append(("kv 3 nodes, fsync always", "kvbench, all nodes", "get", *kvbench(a.bin, resps, a.requests, 1)))
+            finally:
+                stop(procs)
+        if "pg" in sections:
+            rows += write_through_section(a.bin, tmp, a.pg_clients, a.pg_seconds)
+    base = {op: next((r[3] for r in rows if r[0] == name and r[2] == op), None)
+            for op, name in (("get", "redis (no persistence)"), ("set", "redis (appendfsync always)"))}
+    pgbench_tps = next((r[3] for r in rows if r[0] == "postgres alone"), None)
     print(f"{'system':28} {'load':26} {'op':4} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  ratio")
     for system, load, op, rps, p50, p99, errors in rows:
-        ratio = "" if system.startswith("redis") else f"{rps / base[op]:.2f} of redis {'no persistence' if op == 'get' else 'appendfsync always'}"
+        ratio = ""
+        if system.startswith("kv 3 nodes + postgres") and pgbench_tps:
+            ratio = f"{rps / pgbench_tps:.2f} of pgbench upsert"
+        elif system.startswith("kv") and base[op]:
+            ratio = f"{rps / base[op]:.2f} of redis {'no persistence' if op == 'get' else 'appendfsync always'}"
         print(f"{system:28} {load:26} {op.upper():4} {rps:10.0f} {p50:8.3f} {p99:8.3f} {errors:7d}  {ratio}")
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project builds and tests with, and nothing else.
 # Idempotent: when every package is already installed it changes nothing and prints one line.
+# postgresql brings the server (initdb, postgres, pgbench under /usr/lib/postgresql/*/bin), used
+# by the integration tests and the benchmark on a throwaway data directory of their own;
+# postgresql-client brings psql.
 set -euo pipefail
 
 packages=(
@@ -11,6 +14,7 @@ packages=(
   librapidcheck-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   redis-tools redis-server curl procps python3
+  postgresql postgresql-client
 )
 
 missing=()
