@@ -137,6 +137,8 @@ HttpResponse core_error_reply(const ClientReply& reply, ReplyTo to) {
   } else if (reply.error == Errc::overloaded) {
     status = http::status::service_unavailable;
     retry = true;
+  } else if (reply.error == Errc::unavailable) {
+    status = http::status::service_unavailable;  // PostgreSQL or the legacy API, named in the detail
   }
   bool lossy = false;
   HttpResponse res = json_reply(

@@ -4,7 +4,8 @@
 // Replies and errors copy Redis's texts where Redis has one, because client libraries and people
 // match on them. The replication core's errors keep their detail behind a Redis-style code:
 // QUORUM (nothing written, or a read that reached too few replicas), TIMEOUT (a write whose
-// outcome is unknown), BUSY (overloaded), ERR invalid argument (a limit of the core, named).
+// outcome is unknown), BUSY (overloaded), UNAVAILABLE (PostgreSQL or the legacy API failed),
+// ERR invalid argument (a limit of the core, named).
 #include "net/resp_session.h"
 
 #include <cassert>
@@ -147,6 +148,7 @@ std::string store_error(const ClientReply& reply) {
   if (reply.error == Errc::quorum_unavailable) return "QUORUM " + detail;
   if (reply.error == Errc::timeout) return "TIMEOUT " + detail;
   if (reply.error == Errc::overloaded) return "BUSY overloaded: " + detail;
+  if (reply.error == Errc::unavailable) return "UNAVAILABLE " + detail;
   return "ERR " + reply.error.message() + ": " + detail;
 }
 

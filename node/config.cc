@@ -3,9 +3,18 @@
 // can configure a node without a command line.
 #include "node/config.h"
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <charconv>
 #include <iostream>
+#include <limits>
+
+#include "core/wal.h"
+#include "net/peer_codec.h"
+#include "net/resp.h"
+
+#include "node/legacy_bridge.h"
+#include "node/pg_bridge.h"
 
 namespace po = boost::program_options;
 
@@ -42,13 +51,146 @@ po::options_description describe_options() {
     ("vnodes", po::value<std::uint32_t>()->default_value(ring_vnodes_per_node_default), "virtual nodes per node")
     ("request-timeout-ms", po::value<std::uint64_t>()->default_value(2000), "a client request's deadline")
     ("snapshot-wal-bytes", po::value<std::uint64_t>()->default_value(64ull << 20), "snapshot once the log is this long")
-    ("key-bytes-max", po::value<std::size_t>()->default_value(8 * 1024), "largest key accepted")
-    ("value-bytes-max", po::value<std::size_t>()->default_value(1024 * 1024), "largest value accepted")
-    ("connections-max", po::value<std::size_t>()->default_value(10000), "client connections per protocol")
-    ("requests-in-flight-max", po::value<std::size_t>()->default_value(10000), "client requests the node coordinates at once")
-    ("idle-timeout-ms", po::value<std::uint64_t>()->default_value(300000), "close a client connection idle this long")
-    ("read-timeout-ms", po::value<std::uint64_t>()->default_value(30000), "close a connection that stalls mid-request this long");
+    // Limits (README.md, "Limits"): whole numbers, read by apply_limits().
+    ("key-bytes-max", po::value<std::string>()->default_value("8192"), "largest key accepted")
+    ("value-bytes-max", po::value<std::string>()->default_value("1048576"), "largest value accepted")
+    ("frame-bytes-max", po::value<std::string>(),
+     "largest peer frame payload sent or accepted (default: 4 MiB + 64 KiB, or --key-bytes-max + "
+     "--value-bytes-max + 64 KiB if larger); every node of a cluster should use the same")
+    ("resp-array-max", po::value<std::string>()->default_value("1048576"), "arguments in one RESP command")
+    ("resp-bulk-bytes-max", po::value<std::string>(),
+     "largest RESP argument (default: the larger of --key-bytes-max and --value-bytes-max, plus "
+     "1 KiB, so that a value slightly too large is refused by name and the connection stays)")
+    ("http-header-bytes-max", po::value<std::string>()->default_value("16384"), "HTTP request line and headers")
+    ("http-body-bytes-max", po::value<std::string>(),
+     "HTTP request body (default: 6 x --value-bytes-max + 1 KiB, room for JSON escapes)")
+    ("connections-max", po::value<std::string>()->default_value("10000"), "client connections, RESP and HTTP each")
+    ("requests-in-flight-max", po::value<std::string>()->default_value("10000"), "client requests the node coordinates at once")
+    ("requests-in-flight-per-connection-max", po::value<std::string>()->default_value("1024"),
+     "requests one RESP connection may have outstanding (pipelining); reading pauses beyond")
+    ("idle-timeout-ms", po::value<std::string>()->default_value("300000"), "close a client connection idle this long")
+    ("read-timeout-ms", po::value<std::string>()->default_value("30000"),
+     "close a client connection that leaves a request half-sent this long")
+    ("postgres", po::value<std::string>(),
+     "PostgreSQL write-through and lookup: a libpq connection string or postgresql:// URL, e.g. "
+     "postgresql://kv:secret@127.0.0.1:5432/kv (default: off)")
+    ("postgres-mode", po::value<std::string>()->default_value("sync"),
+     "sync: a write is acknowledged once W replicas and PostgreSQL have it; async: through a bounded "
+     "write-behind queue, coalesced per key and retried")
+    ("postgres-table", po::value<std::string>()->default_value("kv"), "the table, created if missing (a plain lowercase identifier)")
+    ("postgres-pool", po::value<std::size_t>()->default_value(4), "PostgreSQL connections")
+    ("postgres-timeout-ms", po::value<std::uint64_t>()->default_value(2000), "a PostgreSQL call not answered by then fails")
+    ("postgres-batch-max", po::value<std::size_t>()->default_value(256), "calls pipelined into one round trip and one commit")
+    ("postgres-queue-max", po::value<std::size_t>()->default_value(10000), "async: keys waiting for PostgreSQL; writes beyond are refused (overloaded)")
+    ("legacy-url", po::value<std::string>(),
+     "legacy API read-through: a URL template, {key} replaced by the percent-encoded key, e.g. "
+     "'http://127.0.0.1:9000/items/{key}' (default: off)")
+    ("legacy-field", po::value<std::string>()->default_value("value"), "the JSON member of the legacy API's answer holding the value")
+    ("legacy-timeout-ms", po::value<std::uint64_t>()->default_value(1000), "a legacy API call not answered by then fails")
+    ("legacy-negative-ttl-ms", po::value<std::uint64_t>()->default_value(5000), "how long a legacy not-found is remembered")
+    ("legacy-breaker-failures", po::value<std::uint32_t>()->default_value(5), "consecutive legacy API failures that open the circuit breaker")
+    ("legacy-breaker-open-ms", po::value<std::uint64_t>()->default_value(5000), "how long the breaker stays open before one probe");
   return d;
+}
+
+// --postgres* and --legacy-*: the bridges' own options and the core's policy for them.
+std::string apply_bridge_options(const po::variables_map& vm, NodeConfig& c) {
+  ReplicaConfig& r = c.replica;
+  const std::string mode = vm["postgres-mode"].as<std::string>();
+  if (mode != "sync" && mode != "async") return "--postgres-mode must be sync or async, not '" + mode + "'";
+  c.pg.table = vm["postgres-table"].as<std::string>();
+  c.pg.pool = vm["postgres-pool"].as<std::size_t>();
+  c.pg.timeout_ms = vm["postgres-timeout-ms"].as<std::uint64_t>();
+  c.pg.batch_max = vm["postgres-batch-max"].as<std::size_t>();
+  r.pg_queue_max = vm["postgres-queue-max"].as<std::size_t>();
+  if (c.pg.pool < 1 || c.pg.pool > 256) return "--postgres-pool must be between 1 and 256";
+  if (c.pg.timeout_ms < 10) return "--postgres-timeout-ms must be at least 10";
+  if (c.pg.batch_max < 1 || c.pg.batch_max > 10000) return "--postgres-batch-max must be between 1 and 10000";
+  if (r.pg_queue_max < 1) return "--postgres-queue-max must be at least 1";
+  if (vm.count("postgres") && !vm["postgres"].as<std::string>().empty()) {
+    c.pg.url = vm["postgres"].as<std::string>();
+    if (auto e = validate_pg_options(c.pg); !e.empty()) return "--postgres: " + e;
+    r.pg_mode = mode == "sync" ? PgMode::sync : PgMode::async;
+  }
+  c.legacy.field = vm["legacy-field"].as<std::string>();
+  c.legacy.timeout_ms = vm["legacy-timeout-ms"].as<std::uint64_t>();
+  r.legacy_negative_ttl_ms = vm["legacy-negative-ttl-ms"].as<std::uint64_t>();
+  r.legacy_breaker_failures = vm["legacy-breaker-failures"].as<std::uint32_t>();
+  r.legacy_breaker_open_ms = vm["legacy-breaker-open-ms"].as<std::uint64_t>();
+  if (c.legacy.field.empty()) return "--legacy-field must not be empty";
+  if (c.legacy.timeout_ms < 10) return "--legacy-timeout-ms must be at least 10";
+  if (r.legacy_breaker_failures < 1) return "--legacy-breaker-failures must be at least 1";
+  if (r.legacy_breaker_open_ms < 1) return "--legacy-breaker-open-ms must be at least 1";
+  if (vm.count("legacy-url") && !vm["legacy-url"].as<std::string>().empty()) {
+    c.legacy.url_template = vm["legacy-url"].as<std::string>();
+    if (auto e = validate_legacy_url_template(c.legacy.url_template); !e.empty()) return "--legacy-url: " + e;
+    r.legacy = true;
+  }
+  return {};
+}
+
+// A limit flag's value: digits only (Boost would read "-1" as the largest unsigned number) and
+// within [lo, hi]. Leaves `out` alone when the flag is absent and has no default.
+template <class T>
+std::string read_limit(const po::variables_map& vm, const std::string& flag, std::uint64_t lo,
+                       std::uint64_t hi, T& out) {
+  if (!vm.count(flag)) return {};
+  const std::string text = vm[flag].as<std::string>();
+  std::uint64_t v = 0;
+  const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+  if (!digits || !parse_number(text, v) || v < lo || v > hi) {
+    return "--" + flag + " must be a whole number from " + std::to_string(lo) + " to " +
+           std::to_string(hi) + ", got '" + text + "'";
+  }
+  out = static_cast<T>(v);
+  return {};
+}
+
+// Every limit flag, with the checks between them: what could never work (a zero limit, a frame
+// too small for the largest write, a key and value that the log cannot hold) is refused here
+// rather than found out by a client.
+std::string apply_limits(const po::variables_map& vm, NodeConfig& c) {
+  constexpr std::uint64_t any = std::numeric_limits<std::size_t>::max();
+  constexpr std::uint64_t envelope = 64 * 1024;  // room for a key and value's message fields
+  constexpr std::uint64_t timeout_ms_max = 7ull * 24 * 3600 * 1000;  // a week
+  ReplicaConfig& r = c.replica;
+  std::string e;
+  constexpr std::uint64_t record_max = wal_payload_bytes_max - envelope;  // a log record's data
+  if (!(e = read_limit(vm, "key-bytes-max", 1, record_max - 1, r.key_bytes_max)).empty()) return e;
+  if (!(e = read_limit(vm, "value-bytes-max", 1, record_max - 1, r.value_bytes_max)).empty()) return e;
+  if (r.key_bytes_max + r.value_bytes_max > record_max) {
+    return "--key-bytes-max + --value-bytes-max must be at most " + std::to_string(record_max) +
+           " (a log record holds both)";
+  }
+  const std::size_t largest = std::max(r.key_bytes_max, r.value_bytes_max);
+  c.frame_bytes_max = std::max<std::size_t>(peer_frame_bytes_max_default,
+                                            r.key_bytes_max + r.value_bytes_max + envelope);
+  if (!(e = read_limit(vm, "frame-bytes-max", r.key_bytes_max + r.value_bytes_max + 1024,
+                       std::numeric_limits<std::int32_t>::max(), c.frame_bytes_max)).empty()) {
+    return e + " (a write of the largest key and value, plus 1 KiB, must fit in a frame)";
+  }
+  if (!(e = read_limit(vm, "resp-array-max", 3, any, c.resp_array_max)).empty()) {
+    return e + " (SET key value takes 3)";
+  }
+  c.resp_bulk_bytes_max = largest + 1024;
+  if (!(e = read_limit(vm, "resp-bulk-bytes-max", largest, RespLimits{}.command_bytes_max,
+                       c.resp_bulk_bytes_max)).empty()) {
+    return e + " (at least the larger of --key-bytes-max and --value-bytes-max)";
+  }
+  if (!(e = read_limit(vm, "http-header-bytes-max", 512, std::numeric_limits<std::uint32_t>::max(),
+                       c.http_header_bytes_max)).empty()) return e;
+  c.http_body_bytes_max = r.value_bytes_max * 6 + 1024;
+  if (!(e = read_limit(vm, "http-body-bytes-max", r.value_bytes_max, 1ull << 30,
+                       c.http_body_bytes_max)).empty()) {
+    return e + " (at least --value-bytes-max)";
+  }
+  if (!(e = read_limit(vm, "connections-max", 1, any, c.connections_max)).empty()) return e;
+  if (!(e = read_limit(vm, "requests-in-flight-max", 1, any, r.requests_in_flight_max)).empty()) return e;
+  if (!(e = read_limit(vm, "requests-in-flight-per-connection-max", 1, any,
+                       c.requests_in_flight_per_connection_max)).empty()) return e;
+  if (!(e = read_limit(vm, "idle-timeout-ms", 10, timeout_ms_max, c.idle_timeout_ms)).empty()) return e;
+  if (!(e = read_limit(vm, "read-timeout-ms", 10, timeout_ms_max, c.read_timeout_ms)).empty()) return e;
+  return {};
 }
 
 std::string apply_options(const po::variables_map& vm, NodeConfig& c) {
@@ -82,9 +224,6 @@ std::string apply_options(const po::variables_map& vm, NodeConfig& c) {
   r.sloppy_quorum = vm["sloppy-quorum"].as<bool>();
   r.vnodes_per_node = vm["vnodes"].as<std::uint32_t>();
   r.request_timeout_ms = vm["request-timeout-ms"].as<std::uint64_t>();
-  r.key_bytes_max = vm["key-bytes-max"].as<std::size_t>();
-  r.value_bytes_max = vm["value-bytes-max"].as<std::size_t>();
-  r.requests_in_flight_max = vm["requests-in-flight-max"].as<std::size_t>();
   if (r.replicas < 1 || r.replicas > r.members.size()) {
     return "--replicas must be between 1 and the cluster size (" + std::to_string(r.members.size()) + ")";
   }
@@ -94,10 +233,8 @@ std::string apply_options(const po::variables_map& vm, NodeConfig& c) {
     return "--vnodes must be between 1 and " + std::to_string(ring_vnodes_per_node_max);
   }
   if (r.request_timeout_ms < 10) return "--request-timeout-ms must be at least 10";
-  c.connections_max = vm["connections-max"].as<std::size_t>();
-  c.idle_timeout_ms = vm["idle-timeout-ms"].as<std::uint64_t>();
-  c.read_timeout_ms = vm["read-timeout-ms"].as<std::uint64_t>();
-  return {};
+  if (auto e = apply_bridge_options(vm, c); !e.empty()) return e;
+  return apply_limits(vm, c);
 }
 
 }  // namespace
@@ -159,6 +296,12 @@ std::optional<NodeConfig> parse_node_config(int argc, char** argv, int& exit_cod
               << "Example, a 3-node cluster on one machine (see `make cluster`):\n"
               << "  kvnode --id n1 --cluster n1@127.0.0.1:7001,n2@127.0.0.1:7002,n3@127.0.0.1:7003 \\\n"
               << "         --resp-addr 127.0.0.1:6381 --http-addr 127.0.0.1:8081 --data-dir data/n1\n\n"
+              << "Bridges (both optional): --postgres writes every client write through to a PostgreSQL table\n"
+              << "(sync: before the write is acknowledged; async: write-behind) and is looked up when the\n"
+              << "cluster does not hold a key; --legacy-url reads keys the cluster and PostgreSQL do not hold\n"
+              << "from a legacy HTTP API and keeps them (hydration; any client write wins over them):\n"
+              << "  kvnode ... --postgres postgresql://kv@127.0.0.1:5432/kv --postgres-mode sync \\\n"
+              << "         --legacy-url 'http://127.0.0.1:9000/items/{key}' --legacy-field value\n\n"
               << options << "\nSignals: SIGTERM/SIGINT drain in-flight requests and exit 0.\n";
     exit_code = 0;
     return std::nullopt;

@@ -6,6 +6,7 @@
 
 #include "node/config.h"
 #include "node/node.h"
+#include "node/pg_bridge.h"
 
 int main(int argc, char** argv) {
   int exit_code = 0;
@@ -35,6 +36,21 @@ int main(int argc, char** argv) {
             << (config->storage.fsync == kv::FsyncMode::always ? "always"
                 : config->storage.fsync == kv::FsyncMode::batch ? "batch" : "none")
             << std::endl;
+
+  if (config->pg.url.empty()) {
+    std::cerr << "kvnode " << config->name << ": PostgreSQL bridge off" << std::endl;
+  } else {
+    std::cerr << "kvnode " << config->name << ": PostgreSQL bridge on ("
+              << (config->replica.pg_mode == kv::PgMode::sync ? "sync" : "async") << ", "
+              << kv::redact_pg_url(config->pg.url) << ", table " << config->pg.table << ", pool "
+              << config->pg.pool << ")" << std::endl;
+  }
+  if (config->legacy.url_template.empty()) {
+    std::cerr << "kvnode " << config->name << ": legacy API bridge off" << std::endl;
+  } else {
+    std::cerr << "kvnode " << config->name << ": legacy API bridge on (" << config->legacy.url_template
+              << ", field " << config->legacy.field << ")" << std::endl;
+  }
 
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {

@@ -50,7 +50,8 @@ PeerLinksOptions link_options(const NodeConfig& c) {
 
 RespServerOptions resp_options(const NodeConfig& c) {
   RespServerOptions o;
-  o.limits.bulk_bytes_max = std::max(c.replica.value_bytes_max, c.replica.key_bytes_max) + 1024;
+  o.limits.array_len_max = c.resp_array_max;
+  o.limits.bulk_bytes_max = c.resp_bulk_bytes_max;
   o.limits.requests_in_flight_max = c.requests_in_flight_per_connection_max;
   o.connections_max = c.connections_max;
   o.idle_timeout = std::chrono::milliseconds(c.idle_timeout_ms);
@@ -61,7 +62,7 @@ RespServerOptions resp_options(const NodeConfig& c) {
 HttpServerOptions http_options(const NodeConfig& c) {
   HttpServerOptions o;
   o.limits.header_bytes_max = c.http_header_bytes_max;
-  o.limits.body_bytes_max = c.replica.value_bytes_max * 6 + 1024;  // JSON escaping may grow it
+  o.limits.body_bytes_max = c.http_body_bytes_max;
   o.connections_max = c.connections_max;
   o.idle_timeout = std::chrono::milliseconds(c.idle_timeout_ms);
   o.read_timeout = std::chrono::milliseconds(c.read_timeout_ms);
@@ -254,6 +255,27 @@ std::string Node::metrics_text() const {
   }
   metric_header(out, "kv_keys", "gauge", "records (values and tombstones) stored on this node");
   out += "kv_keys " + std::to_string(replica_.state().store.size()) + "\n";
+  // Bridges: the core's side (queue, misses, breaker), then each bridge's own.
+  const std::uint64_t now = now_ms();
+  auto gauge = [&](const char* name, const char* help, const std::string& v) {
+    metric_header(out, name, "gauge", help);
+    out += std::string(name) + " " + v + "\n";
+  };
+  gauge("kv_pg_queue_keys", "async: keys waiting to be written to PostgreSQL", std::to_string(replica_.pg_queue_size()));
+  const auto oldest = replica_.pg_queue_oldest_ms();
+  const double lag = oldest && now > *oldest ? static_cast<double>(now - *oldest) / 1000.0 : 0.0;
+  gauge("kv_pg_queue_lag_seconds", "async: how long the oldest queued key has waited", std::to_string(lag));
+  gauge("kv_legacy_breaker_open", "1 while the legacy API circuit breaker is open", replica_.legacy_breaker_open(now) ? "1" : "0");
+  counter("kv_pg_queue_full_total", "async: writes refused because the write-behind queue was full", s.pg_queue_full);
+  counter("kv_pg_queue_coalesced_total", "async: queued writes superseded by a newer write of the key", s.pg_queue_coalesced);
+  counter("kv_misses_coalesced_total", "reads that joined a miss resolution already under way", s.misses_coalesced);
+  counter("kv_miss_cache_hits_total", "reads answered from a remembered miss resolution", s.miss_cache_hits);
+  counter("kv_hydrations_total", "miss resolutions that found a record and wrote it to the replicas", s.hydrations);
+  counter("kv_legacy_breaker_opened_total", "times the legacy API circuit breaker opened", s.breaker_opened);
+  counter("kv_legacy_breaker_rejected_total", "reads failed at once because the breaker was open", s.breaker_rejected);
+  counter("kv_legacy_not_found_total", "misses the legacy API answered with not found", s.legacy_not_found);
+  if (pg_) pg_->write_metrics(out);
+  if (legacy_) legacy_->write_metrics(out);
   return out;
 }
 
