@@ -108,16 +108,17 @@ def run_cluster(bin_dir, tmp, extra_args=()):
         raise
     return procs, resps
 
-# The upsert kvnode's PostgreSQL bridge makes for each write (node/pg_bridge.cc): newer version wins.
+# The version-guarded upsert kvnode's PostgreSQL bridge sends for each write (node/pg_bridge.cc),
+# with a random key of the same keyspace and a 128-byte value, one per transaction.
 PGBENCH_SCRIPT = """\\set k random(0, 99999)
 \\set counter random(0, 1000000)
-insert into {table} (key, value, version_physical, version_counter, version_node, tombstone, updated_at)
+insert into {table} as t (key, value, version_physical, version_counter, version_node, tombstone)
 values (convert_to('key:' || lpad(:k::text, 12, '0'), 'UTF8'), convert_to('{value}', 'UTF8'),
-        (extract(epoch from clock_timestamp()) * 1000)::bigint, :counter, 1, false, now())
+        (extract(epoch from clock_timestamp()) * 1000)::bigint, :counter, 1, false)
 on conflict (key) do update set value = excluded.value, version_physical = excluded.version_physical,
     version_counter = excluded.version_counter, version_node = excluded.version_node,
-    tombstone = excluded.tombstone, updated_at = excluded.updated_at
-where ({table}.version_physical, {table}.version_counter, {table}.version_node)
+    tombstone = excluded.tombstone, updated_at = now()
+where (t.version_physical, t.version_counter, t.version_node)
     < (excluded.version_physical, excluded.version_counter, excluded.version_node);
 """
 

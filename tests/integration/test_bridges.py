@@ -41,12 +41,14 @@ LEGACY_TIMEOUT_MS = 500
 LEGACY_NEGATIVE_TTL_MS = 2000
 LEGACY_BREAKER_FAILURES = 3
 LEGACY_BREAKER_OPEN_MS = 1500
-ASYNC_QUEUE_MAX = 20
+ASYNC_QUEUE_MAX = 10
+ASYNC_NEW_KEYS = 3             # written while PostgreSQL is down (5 rewrites besides)
 RECOVERY_DEADLINE_S = 30.0     # PostgreSQL back: writes work again / the backlog drains
 LOSS_KEYS = 30
 COALESCE_CONNECTIONS = 50
 COALESCE_PIPELINE = 20
 COALESCE_DELAY_S = 0.3
+RACE_LEGACY_DELAY_S = 0.4      # under --legacy-timeout-ms: the fetch succeeds, after the write
 FAST_FAILURE_S = 0.3           # "at once": well under --legacy-timeout-ms
 POSTGRES_WORDS = re.compile(r"postgres|\bpg\b|pg_", re.I)
 LEGACY_WORDS = re.compile(r"legacy", re.I)
@@ -575,7 +577,7 @@ def test_hydration_races_write(w):
     legacy = w.legacy
     key = "race_key"
     legacy.set(key, "LEGACY value")
-    legacy.delay(1.0, key=key)
+    legacy.delay(RACE_LEGACY_DELAY_S, key=key)  # answered, but late
     result = {}
 
     def reader():
@@ -585,12 +587,15 @@ def test_hydration_races_write(w):
             result["get"] = e
     t = threading.Thread(target=reader)
     t.start()
-    time.sleep(0.3)
-    check(poll(lambda: legacy.requests(key) >= 1, 2.0, 0.02), "the read did not reach the legacy API")
+    check(poll(lambda: legacy.requests(key) >= 1, 2.0, 0.005), "the read did not reach the legacy API")
+    asked = time.monotonic()
     put_ok(c.node(2), key, "client value")
+    written = time.monotonic() - asked
     t.join()
     status, body = result["get"] if isinstance(result["get"], tuple) else (None, result["get"])
-    print("      the racing GET answered %s %s" % (status, error_text(body)))
+    print("      the write was acknowledged %.3f s after the fetch began (legacy answers after %.1f s); "
+          "the racing GET answered %s %s" % (written, RACE_LEGACY_DELAY_S, status, error_text(body)))
+    check(written < RACE_LEGACY_DELAY_S, "the write took %.2f s: it did not race the fetch" % written)
     check(status == 200 and body.get("value") in ("LEGACY value", "client value"),
           "the GET concurrent with the write: %s %r" % (status, body))
     time.sleep(0.3)  # let the hydration's writes reach the replicas, if any were sent
@@ -675,7 +680,8 @@ def test_async_outage_backlog(w):
         for key in pre:  # rewrites of keys the cluster holds
             status, body = http_put(n1, key, "during")
             (acked.__setitem__(key, "during") if status == 200 else problems.append((key, status, body)))
-        for i in range(10):  # keys the cluster does not hold yet
+        new_started = time.monotonic()
+        for i in range(ASYNC_NEW_KEYS):  # keys the cluster does not hold yet
             key = "async_new_%d" % i
             if i % 2:
                 reply = resp_call(n1, "SET", key, "new %d" % i)
@@ -685,6 +691,8 @@ def test_async_outage_backlog(w):
                 ok, detail = status == 200, (status, body)
             (acked.__setitem__(key, "new %d" % i) if ok else problems.append((key, detail)))
         check(not problems, "writes refused while PostgreSQL is down in async mode: %r" % problems[:4])
+        print("      %d writes of new keys with PostgreSQL down took %.2f s"
+              % (ASYNC_NEW_KEYS, time.monotonic() - new_started))
         status, body = http_delete(n1, "async_new_0")
         check_eq(status, 200, "DELETE while PostgreSQL is down (%s)" % body)
         acked["async_new_0"] = None
@@ -696,7 +704,7 @@ def test_async_outage_backlog(w):
         check_eq(keys_q, float(queued), "kv_pg_queue_keys on n1 with PostgreSQL down")
         check(lag is not None and lag >= 1.0, "kv_pg_queue_lag_seconds %r: want >= 1" % lag)
         # Up to the bound more keys are taken, past it they are refused: nothing is dropped.
-        for i in range(ASYNC_QUEUE_MAX + 5):
+        for i in range(ASYNC_QUEUE_MAX - queued + 4):
             key = "async_over_%d" % i
             if i % 2:
                 reply = resp_call(n1, "SET", key, "over")
