@@ -138,7 +138,8 @@ void Replica::on_read_resp(NodeId from, const ReadResp& m, std::uint64_t now_ms)
     if (answered(p) >= majority() && !p.pg_pending) discovered(m.req, p, now_ms);
     return;
   }
-  if (p.phase == Phase::read && answered(p) >= p.quorum) {
+  // Replies after the quorum only feed repair: the client has its answer (found by fuzzing).
+  if (p.phase == Phase::read && !p.replied && answered(p) >= p.quorum) {
     if (!p.best && bridges_on()) {
       resolve_miss(m.req, p, now_ms);  // the quorum holds nothing: ask PostgreSQL, legacy
     } else {
@@ -627,6 +628,9 @@ void Replica::on_read_req(NodeId from, const ReadReq& m) {
 
 void Replica::on_write_req(NodeId from, const WriteReq& m) {
   if (m.record.tombstone && !m.record.value.empty()) return;  // malformed: drop, never store
+  // A hint for a node outside this cluster (a peer configured with other members) could never
+  // be delivered: refused, unacknowledged (found by fuzzing).
+  if (m.hint_for != 0 && !ring_.contains(m.hint_for)) return;
   hlc_.observe(m.record.version);
   if (m.hint_for != 0 && m.hint_for != config_.self) {
     if (!store_hint(m.hint_for, m.key, m.record)) return;  // not kept: must not be acknowledged

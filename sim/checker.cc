@@ -34,15 +34,37 @@ std::string observed(const Op& get) {
 
 bool is_acked_write(const Op& op) { return op.op != OpType::get && op.outcome == Outcome::ok; }
 
+// A read that returned a legacy hydration where a newer client write was due broke C7 (hydration
+// never wins) before anything else; name it so.
+std::string stale_read_property(const Op& get, const char* otherwise) {
+  return get.read && !get.read->tombstone && get.read->version.is_zero() ? "C7" : otherwise;
+}
+
 // C3: a read returns what some put wrote (and was invoked before the read ended), at the version
-// that put was given if it was acknowledged.
-void check_no_invented_data(const std::vector<Op>& ops, std::vector<Violation>& out) {
+// that put was given if it was acknowledged, or what the legacy API holds, at the zero version.
+// A key the legacy API holds is never read as absent: that would be a false not-found.
+void check_no_invented_data(const std::vector<Op>& ops, const CheckContext& ctx,
+                            std::vector<Violation>& out) {
   std::map<std::string, const Op*> by_value;
   for (const Op& op : ops) {
     if (op.op == OpType::put) by_value[op.value] = &op;
   }
   for (const Op& g : ops) {
-    if (g.op != OpType::get || g.outcome != Outcome::ok || !g.read || g.read->tombstone) continue;
+    if (g.op != OpType::get || g.outcome != Outcome::ok) continue;
+    auto legacy = ctx.legacy.find(g.key);
+    if (!g.read && legacy != ctx.legacy.end()) {
+      out.push_back({"C3", g.key + ": " + describe(g) +
+                               " returned not-found, but the legacy API holds the key"});
+      continue;
+    }
+    if (!g.read || g.read->tombstone) continue;
+    if (legacy != ctx.legacy.end() && legacy->second == g.read->value) {
+      if (!g.read->version.is_zero()) {
+        out.push_back({"C7", g.key + ": " + describe(g) + " returned the legacy value at version " +
+                                 g.read->version.to_string() + ", not at the zero version"});
+      }
+      continue;
+    }
     auto it = by_value.find(g.read->value);
     if (it == by_value.end() || it->second->key != g.key || it->second->invoke_us > g.complete_us) {
       out.push_back({"C3", g.key + ": " + describe(g) + " returned " + observed(g) +
@@ -63,7 +85,7 @@ void check_quorum_recency(const std::vector<const Op*>& key_ops, const CheckCont
       if (!is_acked_write(*w) || w->complete_us >= g->invoke_us) continue;
       if (g->quorum + w->quorum <= ctx.replicas) continue;
       if (observed_version(*g) < w->version) {
-        out.push_back({"C4", g->key + ": " + describe(*g) + " returned " + observed(*g) +
+        out.push_back({stale_read_property(*g, "C4"), g->key + ": " + describe(*g) + " returned " + observed(*g) +
                                   ", older than the acknowledged " + describe(*w)});
         break;
       }
@@ -99,7 +121,8 @@ void check_no_lost_write(const std::vector<const Op*>& key_ops, std::vector<Viol
   }
   if (!newest || !final_read) return;
   if (observed_version(*final_read) < newest->version) {
-    out.push_back({"C1", newest->key + ": the final read returned " + observed(*final_read) +
+    out.push_back({stale_read_property(*final_read, "C1"),
+                   newest->key + ": the final read returned " + observed(*final_read) +
                              ", but " + describe(*newest) + " was acknowledged: it is lost"});
   }
 }
@@ -124,7 +147,7 @@ std::string value_label(const std::string& value) {
 
 std::vector<Violation> check_history(const std::vector<Op>& ops, const CheckContext& ctx) {
   std::vector<Violation> out;
-  check_no_invented_data(ops, out);
+  check_no_invented_data(ops, ctx, out);
   std::map<std::string, std::vector<const Op*>> by_key;
   for (const Op& op : ops) by_key[op.key].push_back(&op);
   for (const auto& [key, key_ops] : by_key) {

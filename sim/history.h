@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,9 +41,10 @@ struct CheckContext {
   std::uint64_t seed = 0;
   std::uint32_t replicas = 3;
   bool sloppy = false;
+  std::map<std::string, std::string> legacy;  // what the legacy API holds: key -> value
 };
 
-// C1, C3, C4, C5 over a finished history.
+// C1, C3, C4, C5 and C7 over a finished history.
 std::vector<Violation> check_history(const std::vector<Op>& ops, const CheckContext& ctx);
 
 // C2 after the final reads: every key's preference-list replicas hold the same record, and no

@@ -99,6 +99,50 @@ std::vector<Fault> make_faults(Rng& rng, const Knobs& k) {
   return faults;
 }
 
+// Bridges come from their own streams, so that the rest of a seed's scenario is what it was
+// before they existed.
+void make_bridges(Rng& rng, Knobs& k, std::uint32_t keys) {
+  const std::uint64_t roll = rng.below(10);
+  k.pg_mode = roll < 4 ? 0 : roll < 8 ? 1 : 2;
+  k.legacy = rng.chance_ppm(400'000);
+  if (k.legacy) {
+    for (std::uint32_t key = 0; key < keys && key < 64; ++key) {
+      if (rng.chance_ppm(500'000)) k.legacy_key_mask |= std::uint64_t{1} << key;
+    }
+  }
+  k.bridge_us_min = rng.between(100, 3000);
+  k.bridge_us_jitter = rng.between(0, 20'000);
+  k.bridge_error_ppm = static_cast<std::uint32_t>(rng.between(0, 50'000));
+  k.bridge_timeout_ms = rng.between(200, 2000);
+  if (rng.chance_ppm(200'000)) k.pg_queue_max = rng.between(1, 4);
+  k.legacy_negative_ttl_ms = rng.between(0, 5000);
+  k.legacy_breaker_failures = static_cast<std::uint32_t>(rng.between(1, 8));
+  k.legacy_breaker_open_ms = rng.between(100, 3000);
+}
+
+void make_bridge_faults(Rng& rng, const Knobs& k, std::vector<Fault>& faults) {
+  auto outages = [&](FaultKind kind) {
+    for (std::uint64_t i = rng.below(4); i > 0; --i) {
+      Fault f;
+      f.at_ms = rng.below(workload_span_ms);
+      f.kind = kind;
+      f.duration_ms = rng.between(200, 5000);
+      faults.push_back(f);
+    }
+  };
+  if (k.pg_mode != 0) outages(FaultKind::pg_outage);
+  if (k.legacy) outages(FaultKind::legacy_outage);
+  if (k.pg_mode == 1 && rng.chance_ppm(300'000)) {
+    Fault f;
+    f.at_ms = rng.below(workload_span_ms);
+    f.kind = FaultKind::wipe;
+    f.duration_ms = rng.between(50, 2000);
+    faults.push_back(f);
+  }
+  std::stable_sort(faults.begin(), faults.end(),
+                   [](const Fault& a, const Fault& b) { return a.at_ms < b.at_ms; });
+}
+
 ClientOp make_op(Rng& rng, const Knobs& k, std::uint32_t keys, std::uint32_t mix_get_ppm,
                  std::uint32_t mix_del_ppm, std::uint64_t think_ms_max) {
   ClientOp op;
@@ -128,6 +172,10 @@ Scenario make_scenario(std::uint64_t seed) {
   s.knobs = make_knobs(knob_rng);
   s.keys = static_cast<std::uint32_t>(work_rng.between(2, 12));
   s.faults = make_faults(fault_rng, s.knobs);
+  Rng bridge_rng = root.child("bridges");
+  make_bridges(bridge_rng, s.knobs, s.keys);
+  Rng bridge_fault_rng = root.child("bridge-faults");
+  make_bridge_faults(bridge_fault_rng, s.knobs, s.faults);
 
   const std::uint64_t clients = work_rng.between(3, 8);
   const std::uint64_t ops_total = work_rng.between(ops_total_min, ops_total_max);

@@ -92,6 +92,18 @@ constexpr std::array knob_specs{
     KnobSpec{"value_bytes_max", &Knobs::value_bytes_max, 0, value_bytes_limit},
     KnobSpec{"quiet_ms", &Knobs::quiet_ms, 0, time_ms_max},
     KnobSpec{"client_timeout_ms", &Knobs::client_timeout_ms, 1, time_ms_max},
+    KnobSpec{"pg_mode", &Knobs::pg_mode, 0, 2},
+    KnobSpec{"legacy", &Knobs::legacy, 0, 1},
+    KnobSpec{"legacy_key_mask", &Knobs::legacy_key_mask, 0,
+             std::numeric_limits<std::uint64_t>::max()},
+    KnobSpec{"bridge_us_min", &Knobs::bridge_us_min, 0, time_us_max},
+    KnobSpec{"bridge_us_jitter", &Knobs::bridge_us_jitter, 0, time_us_max},
+    KnobSpec{"bridge_error_ppm", &Knobs::bridge_error_ppm, 0, ppm_one},
+    KnobSpec{"bridge_timeout_ms", &Knobs::bridge_timeout_ms, 0, time_ms_max},
+    KnobSpec{"pg_queue_max", &Knobs::pg_queue_max, 1, 1u << 30},
+    KnobSpec{"legacy_negative_ttl_ms", &Knobs::legacy_negative_ttl_ms, 0, time_ms_max},
+    KnobSpec{"legacy_breaker_failures", &Knobs::legacy_breaker_failures, 1, 1u << 30},
+    KnobSpec{"legacy_breaker_open_ms", &Knobs::legacy_breaker_open_ms, 0, time_ms_max},
 };
 constexpr std::string_view knob_clock_skew = "clock_skew_ms";
 constexpr std::string_view knob_clock_drift = "clock_drift_ppm";
@@ -138,12 +150,16 @@ std::string_view fault_kind_name(FaultKind kind) {
     case FaultKind::partition: return "partition";
     case FaultKind::partition_one_way: return "partition_one_way";
     case FaultKind::crash: return "crash";
+    case FaultKind::pg_outage: return "pg_outage";
+    case FaultKind::legacy_outage: return "legacy_outage";
+    case FaultKind::wipe: return "wipe";
   }
   return "?";
 }
 
 std::optional<FaultKind> fault_kind_from(std::string_view name) {
-  for (FaultKind k : {FaultKind::partition, FaultKind::partition_one_way, FaultKind::crash}) {
+  for (FaultKind k : {FaultKind::partition, FaultKind::partition_one_way, FaultKind::crash,
+                      FaultKind::pg_outage, FaultKind::legacy_outage, FaultKind::wipe}) {
     if (fault_kind_name(k) == name) return k;
   }
   return std::nullopt;
@@ -531,10 +547,12 @@ std::string Parser::fault(const std::vector<std::string_view>& w) {
   const auto kind = fault_kind_from(f.get("kind"));
   if (!kind) {
     return "fault: kind: '" + str(f.get("kind")) +
-           "' is not one of partition, partition_one_way, crash";
+           "' is not one of partition, partition_one_way, crash, pg_outage, legacy_outage, "
+           "wipe";
   }
   fault.kind = *kind;
   for (std::string_view item : split(f.get("group"), ',')) {
+    if (item.empty() && f.get("group").empty()) break;  // service faults name no node
     NodeId id = 0;
     if (std::string ne = node_id("group", item, id); !ne.empty()) return "fault: " + ne;
     if (std::find(fault.group.begin(), fault.group.end(), id) != fault.group.end()) {

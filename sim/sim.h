@@ -59,6 +59,21 @@ struct Knobs {
   // Timeline
   std::uint64_t quiet_ms = 10000;        // after healing, before the final reads
   std::uint64_t client_timeout_ms = 5000;
+
+  // Bridges: PostgreSQL (write-through, lookup) and the legacy API, modelled as services with
+  // latency, errors and outages. The legacy API holds the keys whose bit is set in the mask,
+  // each with the value "legacy.<key>".
+  std::uint32_t pg_mode = 0;              // 0 off, 1 sync, 2 async
+  bool legacy = false;
+  std::uint64_t legacy_key_mask = 0;
+  std::uint64_t bridge_us_min = 500;      // a service's answer takes this much
+  std::uint64_t bridge_us_jitter = 2000;  //   plus up to this much
+  std::uint32_t bridge_error_ppm = 0;     // a call fails (a write: half of them after applying)
+  std::uint64_t bridge_timeout_ms = 1000; // what a driver waits for a service that is down
+  std::uint64_t pg_queue_max = 10000;
+  std::uint64_t legacy_negative_ttl_ms = 5000;
+  std::uint32_t legacy_breaker_failures = 5;
+  std::uint64_t legacy_breaker_open_ms = 5000;
 };
 
 enum class FaultKind : std::uint8_t {
@@ -66,6 +81,10 @@ enum class FaultKind : std::uint8_t {
   partition_one_way, // messages from `group` to the rest are lost; the other way works
   crash,             // every node of `group` crashes at once (one node, or a power loss of
                      // several); they restart `duration_ms` later
+  pg_outage,         // PostgreSQL is down for `duration_ms` (refuses or times out)
+  legacy_outage,     // the legacy API is down for `duration_ms`
+  wipe,              // the whole cluster is lost: every node crashes and loses its disk, and
+                     // restarts empty `duration_ms` later (only with PostgreSQL in sync mode)
 };
 
 struct Fault {
@@ -109,7 +128,7 @@ struct RunOptions {
 };
 
 struct Violation {
-  std::string property;  // "C1" .. "C5", "invariant", "final-read"
+  std::string property;  // "C1" .. "C7", "invariant", "final-read", "pg-sync", ...
   std::string detail;    // keys, versions and operations involved
 };
 

@@ -69,6 +69,11 @@ void World::on_reply(const ClientReply& reply) {
   auto it = by_request_.find(reply.id);
   if (it == by_request_.end()) return;
   const std::size_t index = it->second;
+  if (!replied_.insert(reply.id).second) {  // even if the client gave up on it meanwhile
+    violation("invariant", "request " + std::to_string(reply.id & 0xffffffff) + " of client " +
+                               std::to_string(history_[index].client) + " on " +
+                               history_[index].key + " was answered twice");
+  }
   if (history_[index].outcome != Outcome::pending) return;
   if (!reply.error) return complete(index, Outcome::ok, &reply);
   history_[index].error = reply.error.message() + ": " + reply.detail;
@@ -138,6 +143,7 @@ void World::maybe_heal() {
 void World::heal() {
   faults_active_ = false;
   blocked_.clear();
+  pg_down_ = legacy_down_ = 0;
   for (Node& n : nodes_) {
     if (!n.up) boot(n);
   }
@@ -168,17 +174,53 @@ void World::next_final_read() {
 }
 
 void World::final_check() {
-  CheckContext ctx{sc_.seed, sc_.knobs.replicas, sc_.knobs.sloppy_quorum};
+  CheckContext ctx{sc_.seed, sc_.knobs.replicas, sc_.knobs.sloppy_quorum, {}};
+  for (std::uint32_t k = 0; k < sc_.keys; ++k) {
+    if (auto v = legacy_value(key_name(k))) ctx.legacy[key_name(k)] = *v;
+  }
   for (Violation& v : check_history(history_, ctx)) result_.violations.push_back(std::move(v));
   std::vector<const Replica*> replicas;
   for (const Node& n : nodes_) replicas.push_back(n.up ? &*n.replica : nullptr);
   for (Violation& v : check_convergence(replicas, sc_.keys, ctx)) {
     result_.violations.push_back(std::move(v));
   }
+  check_bridges();
   for (const Node& n : nodes_) {
     if (n.up) collect_stats(*n.replica);
   }
   finished_ = true;
+}
+
+// Sync mode: PostgreSQL holds every acknowledged write of a key, or a newer one (so that the
+// cluster's loss loses nothing). Async mode: after quiet the write-behind queues are empty.
+void World::check_bridges() {
+  if (sc_.knobs.pg_mode == 1) {
+    std::map<std::string, const Op*> newest;
+    for (const Op& op : history_) {
+      if (op.op == OpType::get || op.outcome != Outcome::ok) continue;
+      const Op*& n = newest[op.key];
+      if (!n || n->version < op.version) n = &op;
+    }
+    for (const auto& [key, op] : newest) {
+      auto row = pg_table_.find(key);
+      if (row == pg_table_.end() || row->second.version < op->version) {
+        violation("pg-sync", key + ": the acknowledged write at version " +
+                                 op->version.to_string() + " is not in PostgreSQL (row: " +
+                                 (row == pg_table_.end() ? std::string("none")
+                                                         : row->second.version.to_string()) +
+                                 ")");
+      }
+    }
+  }
+  if (sc_.knobs.pg_mode == 2) {
+    for (const Node& n : nodes_) {
+      if (n.up && n.replica->pg_queue_size() > 0) {
+        violation("pg-async", "n" + std::to_string(n.id) + " still queues " +
+                                  std::to_string(n.replica->pg_queue_size()) +
+                                  " key(s) for PostgreSQL after quiet");
+      }
+    }
+  }
 }
 
 }  // namespace kv::sim

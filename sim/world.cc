@@ -22,7 +22,7 @@ std::uint64_t mix(std::uint64_t h, std::uint64_t v) {
 const char* event_name(int kind) {
   static const char* names[] = {"deliver", "tick", "fsync", "client", "client-timeout",
                                 "fault", "fault-end", "restart", "heal", "final-reads",
-                                "final-check"};
+                                "final-check", "bridge"};
   return names[kind];
 }
 
@@ -66,7 +66,8 @@ World::World(const Scenario& scenario, const RunOptions& options)
       options_(options),
       net_rng_(Rng(scenario.seed).child("network")),
       disk_rng_(Rng(scenario.seed).child("disk")),
-      crash_rng_(Rng(scenario.seed).child("crash")) {
+      crash_rng_(Rng(scenario.seed).child("crash")),
+      bridge_rng_(Rng(scenario.seed).child("bridge")) {
   const Knobs& k = sc_.knobs;
   assert(k.nodes >= 1 && k.clock_skew_ms.size() == k.nodes && k.clock_drift_ppm.size() == k.nodes);
   nodes_.resize(k.nodes);
@@ -148,6 +149,21 @@ void World::step(const Event& e) {
     case Ev::fault_end: {
       if (!faults_active_) return;
       const Fault& f = sc_.faults[e.a];
+      if (f.kind == FaultKind::pg_outage || f.kind == FaultKind::legacy_outage) {
+        const bool pg = f.kind == FaultKind::pg_outage;
+        const int delta = e.kind == Ev::fault_start ? 1 : -1;
+        (pg ? pg_down_ : legacy_down_) += delta;
+        trace(e, std::string(pg ? "PostgreSQL" : "legacy API") + (delta > 0 ? " down" : " up"));
+        if (delta > 0) {
+          probe(pg ? "pg_outage" : "legacy_outage");
+          schedule(now_us_ + f.duration_ms * 1000, Ev::fault_end, 0, e.a);
+        }
+        return;
+      }
+      if (f.kind == FaultKind::wipe) {
+        trace(e, "the whole cluster loses its disks");
+        return wipe_cluster(f);
+      }
       if (f.kind == FaultKind::crash) {
         if (f.group.size() > 1) probe("power_loss");
         for (NodeId id : f.group) {
@@ -181,6 +197,7 @@ void World::step(const Event& e) {
     case Ev::heal: trace(e, ""); return heal();
     case Ev::final_reads: trace(e, ""); return next_final_read();
     case Ev::final_check: trace(e, ""); return final_check();
+    case Ev::bridge_reply: return on_bridge_reply(e.a);
   }
 }
 
@@ -223,6 +240,12 @@ void World::boot(Node& n) {
   cfg.hints_max = k.hints_max;
   cfg.requests_in_flight_max = k.requests_in_flight_max;
   cfg.request_id_base = n.incarnation << 40;
+  cfg.pg_mode = k.pg_mode == 1 ? PgMode::sync : k.pg_mode == 2 ? PgMode::async : PgMode::off;
+  cfg.pg_queue_max = k.pg_queue_max;
+  cfg.legacy = k.legacy;
+  cfg.legacy_negative_ttl_ms = k.legacy_negative_ttl_ms;
+  cfg.legacy_breaker_failures = k.legacy_breaker_failures;
+  cfg.legacy_breaker_open_ms = k.legacy_breaker_open_ms;
   n.replica.emplace(std::move(cfg), std::move(r.state), local_ms(n.id));
   after_input(n);
 }
@@ -301,7 +324,6 @@ void World::release_durable(Node& n) {
 }
 
 void World::release(Node& n, Ready& ready) {
-  assert(ready.bridge_calls.empty());  // no bridges in this scenario
   bool acked = false;
   for (const Message& m : ready.messages) {
     send(m);
@@ -309,6 +331,7 @@ void World::release(Node& n, Ready& ready) {
     acked = acked || (ack && ack->kind == WriteKind::client);
   }
   for (const ClientReply& r : ready.replies) on_reply(r);
+  for (const BridgeCall& c : ready.bridge_calls) call_bridge(n, c);
   if (acked && n.crash_after_ack && faults_active_) {
     probe("crash_after_ack");
     crash_and_schedule_restart(n, sc_.faults[*n.crash_after_ack]);
@@ -357,6 +380,93 @@ void World::on_tick(Node& n, std::uint64_t incarnation, std::uint64_t generation
   n.tick_at_us.reset();
   n.replica->on_tick(local_ms(n.id));
   after_input(n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bridges: PostgreSQL is a version-guarded table, the legacy API a fixed map. Each call is
+// answered after a latency; while a service is down a call is refused at once or times out;
+// otherwise it may fail, and a failing write may have been applied before its reply was lost.
+// The service acts when it answers, whatever became of the node that called.
+
+std::optional<std::string> World::legacy_value(const std::string& key) const {
+  for (std::uint32_t k = 0; k < sc_.keys && k < 64; ++k) {
+    if ((sc_.knobs.legacy_key_mask >> k & 1) && key_name(k) == key) return "legacy." + key;
+  }
+  return std::nullopt;
+}
+
+void World::call_bridge(Node& n, const BridgeCall& call) {
+  const Knobs& k = sc_.knobs;
+  BridgeInFlight b{n.id, n.incarnation, call};
+  const bool pg = call.kind != BridgeKind::legacy_fetch;
+  std::uint64_t us = k.bridge_us_min + bridge_rng_.below(k.bridge_us_jitter + 1);
+  if ((pg ? pg_down_ : legacy_down_) > 0) {
+    b.fails = true;
+    if (bridge_rng_.chance_ppm(500'000)) {
+      b.detail = "connection refused";
+    } else {
+      b.detail = "timed out";
+      us = k.bridge_timeout_ms * 1000;
+    }
+  } else if (faults_active_ && bridge_rng_.chance_ppm(k.bridge_error_ppm)) {
+    b.fails = true;
+    b.applied_anyway = call.kind == BridgeKind::pg_write && bridge_rng_.chance_ppm(500'000);
+    b.detail = b.applied_anyway ? "connection lost after commit" : "server error";
+    probe(b.applied_anyway ? "bridge_reply_lost" : "bridge_error");
+  }
+  const std::uint64_t id = seq_;
+  bridge_in_flight_.emplace(id, std::move(b));
+  schedule(now_us_ + us, Ev::bridge_reply, n.id, id);
+}
+
+void World::on_bridge_reply(std::uint64_t id) {
+  auto it = bridge_in_flight_.find(id);
+  assert(it != bridge_in_flight_.end());
+  const BridgeInFlight b = std::move(it->second);
+  bridge_in_flight_.erase(it);
+  BridgeReply reply{b.call.id, b.call.kind, {}, {}, {}};
+  if (b.fails) {
+    reply.error = make_error_code(Errc::unavailable);
+    reply.detail = std::string(bridge_name(b.call.kind)) + ": " + b.detail;
+  }
+  if (!b.fails || b.applied_anyway) {
+    if (b.call.kind == BridgeKind::pg_write) {
+      auto [row, fresh] = pg_table_.try_emplace(b.call.key, *b.call.record);
+      if (!fresh && row->second.version < b.call.record->version) row->second = *b.call.record;
+    } else if (b.call.kind == BridgeKind::pg_lookup && !b.fails) {
+      if (auto row = pg_table_.find(b.call.key); row != pg_table_.end()) reply.record = row->second;
+    } else if (!b.fails) {
+      if (auto v = legacy_value(b.call.key)) reply.record = Record{Version{}, false, *v};
+    }
+  }
+  trace_hash_ = mix(trace_hash_, mix(b.call.id, static_cast<std::uint64_t>(b.fails)));
+  Node& n = node(b.node);
+  if (options_.trace_line) {
+    trace(Event{now_us_, 0, Ev::bridge_reply, b.node, 0, 0},
+          std::string(bridge_name(b.call.kind)) + " " + b.call.key +
+              (b.call.record ? " " + b.call.record->version.to_string() : "") + " -> " +
+              (b.fails ? reply.detail + (b.applied_anyway ? " (applied)" : "")
+                       : reply.record ? reply.record->version.to_string() +
+                                            (reply.record->tombstone ? " tombstone" : "")
+                                      : "none") +
+              (!n.up || n.incarnation != b.incarnation ? " (caller gone)" : ""));
+  }
+  if (!n.up || n.incarnation != b.incarnation) return;
+  n.replica->on_bridge_reply(reply, local_ms(n.id));
+  after_input(n);
+}
+
+// Whole-cluster loss: every node down at once, every disk gone; they come back empty. Only
+// PostgreSQL (sync mode) still has the acknowledged writes.
+void World::wipe_cluster(const Fault& f) {
+  probe("cluster_wipe");
+  for (Node& n : nodes_) {
+    if (n.up) crash(n, 0);
+    n.wal.clear();
+    n.wal_synced = 0;
+    n.snapshot.reset();
+    schedule(now_us_ + f.duration_ms * 1000, Ev::restart, n.id, n.incarnation);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -431,6 +541,7 @@ void World::check_recovered(const Node& n, const DurableState& state) {
     auto it = by_value_.find(r.value);
     const Op* op = it == by_value_.end() ? nullptr : &history_[it->second];
     if (op && op->key == key && (op->outcome != Outcome::ok || op->version == r.version)) return;
+    if (r.version.is_zero() && legacy_value(key) == r.value) return;  // a legacy hydration
     violation("C3", "n" + std::to_string(n.id) + " recovered " + where + key + " = " +
                         value_label(r.value) + " at version " + r.version.to_string() +
                         (op ? ", which differs from what its put wrote" : ", which no client wrote"));
@@ -453,6 +564,20 @@ void World::collect_stats(const Replica& r) {
   probe("sloppy_fallback_write", s.sloppy_fallback_writes);
   probe("stale_write_ignored", s.stale_writes_ignored);
   probe("overloaded", s.overloaded);
+  probe("pg_write", s.pg_writes);
+  probe("pg_write_error", s.pg_write_errors);
+  probe("pg_lookup", s.pg_lookups);
+  probe("pg_lookup_error", s.pg_lookup_errors);
+  probe("pg_queue_full", s.pg_queue_full);
+  probe("pg_queue_coalesced", s.pg_queue_coalesced);
+  probe("legacy_fetch", s.legacy_fetches);
+  probe("legacy_error", s.legacy_errors);
+  probe("legacy_not_found", s.legacy_not_found);
+  probe("miss_coalesced", s.misses_coalesced);
+  probe("miss_cache_hit", s.miss_cache_hits);
+  probe("hydration", s.hydrations);
+  probe("breaker_opened", s.breaker_opened);
+  probe("breaker_rejected", s.breaker_rejected);
 }
 
 void World::violation(std::string property, std::string detail) {

@@ -11,6 +11,7 @@
 #include <queue>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -37,7 +38,7 @@ class World {
  private:
   enum class Ev : std::uint8_t {
     deliver, tick, fsync_done, client_next, client_timeout,
-    fault_start, fault_end, restart, heal, final_reads, final_check,
+    fault_start, fault_end, restart, heal, final_reads, final_check, bridge_reply,
   };
   struct Event {
     std::uint64_t at_us;
@@ -70,6 +71,15 @@ class World {
     std::optional<std::uint64_t> tick_at_us;
     std::optional<std::size_t> crash_after_ack;  // armed crash fault, by index
   };
+  // A bridge call on its way to a service: what the service will do is decided when it is made.
+  struct BridgeInFlight {
+    NodeId node = 0;
+    std::uint64_t incarnation = 0;
+    BridgeCall call;
+    bool fails = false;            // the answer is an error
+    bool applied_anyway = false;   // a write that fails after it was applied (the reply is lost)
+    std::string detail;
+  };
   struct Client {
     std::size_t next_op = 0;
     std::optional<std::size_t> current;  // index into history_
@@ -95,6 +105,12 @@ class World {
   void maybe_snapshot(Node& n);
   void on_tick(Node& n, std::uint64_t incarnation, std::uint64_t generation);
 
+  // Bridges: PostgreSQL and the legacy API
+  void call_bridge(Node& n, const BridgeCall& call);
+  void on_bridge_reply(std::uint64_t id);
+  void wipe_cluster(const Fault& f);
+  std::optional<std::string> legacy_value(const std::string& key) const;
+
   // Network
   void send(const Message& m);
   void on_deliver(std::uint64_t message_id);
@@ -111,6 +127,7 @@ class World {
   void heal();
   void next_final_read();
   void final_check();
+  void check_bridges();
 
   void collect_stats(const Replica& r);
   void check_recovered(const Node& n, const DurableState& state);
@@ -119,7 +136,7 @@ class World {
 
   const Scenario& sc_;
   const RunOptions& options_;
-  Rng net_rng_, disk_rng_, crash_rng_;
+  Rng net_rng_, disk_rng_, crash_rng_, bridge_rng_;
   std::priority_queue<Event, std::vector<Event>, Later> queue_;
   std::uint64_t now_us_ = 0;
   std::uint64_t seq_ = 0;
@@ -127,6 +144,9 @@ class World {
   std::vector<Node> nodes_;
   std::unordered_map<std::uint64_t, Message> in_flight_;  // looked up by id, never iterated
   std::map<std::pair<NodeId, NodeId>, int> blocked_;       // directed links cut, with overlap count
+  std::map<std::string, Record> pg_table_;                    // PostgreSQL's rows
+  int pg_down_ = 0, legacy_down_ = 0;                          // outages under way
+  std::unordered_map<std::uint64_t, BridgeInFlight> bridge_in_flight_;  // by id, never iterated
   bool faults_active_ = true;
   bool healed_ = false;
   bool finished_ = false;
@@ -134,6 +154,7 @@ class World {
   std::vector<Op> history_;
   std::unordered_map<std::uint64_t, std::size_t> by_request_;  // request id -> history index
   std::unordered_map<std::string, std::size_t> by_value_;      // put value -> history index
+  std::unordered_set<std::uint64_t> replied_;                  // request ids answered so far
   std::uint32_t final_key_ = 0;       // the key the final reader is reading
   std::uint32_t final_attempts_ = 0;  // attempts at final_key_
   RunResult result_;
