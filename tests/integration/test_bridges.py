@@ -846,7 +846,7 @@ def main():
                 if group_failed:
                     print_logs(w)
             finally:
-                cluster.close(failed=group_failed)
+                cluster.close()  # the logs of a failure are printed; --keep-data keeps them too
                 w.c = None
     print("%d passed, %d failed%s (%.0f s)" % (ran - len(failed), len(failed),
                                                 ": " + ", ".join(failed) if failed else "",
