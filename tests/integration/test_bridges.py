@@ -50,7 +50,7 @@ COALESCE_PIPELINE = 20
 COALESCE_DELAY_S = 0.3
 RACE_LEGACY_DELAY_S = 0.4      # under --legacy-timeout-ms: the fetch succeeds, after the write
 FAST_FAILURE_S = 0.3           # "at once": well under --legacy-timeout-ms
-POSTGRES_WORDS = re.compile(r"postgres|\bpg\b|pg_", re.I)
+POSTGRES_WORDS = re.compile(r"postgres", re.I)
 LEGACY_WORDS = re.compile(r"legacy", re.I)
 BREAKER_WORDS = re.compile(r"breaker|circuit", re.I)
 
