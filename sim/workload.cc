@@ -97,6 +97,7 @@ void World::complete(std::size_t index, Outcome outcome, const ClientReply* repl
       h.read = reply->record;
     } else {
       h.version = reply->version;
+      check_in_postgres(h);
     }
   }
   trace_hash_ = (trace_hash_ ^ (h.id + static_cast<std::uint64_t>(outcome))) * 0x100000001b3ULL;
@@ -191,27 +192,21 @@ void World::final_check() {
   finished_ = true;
 }
 
-// Sync mode: PostgreSQL holds every acknowledged write of a key, or a newer one (so that the
-// cluster's loss loses nothing). Async mode: after quiet the write-behind queues are empty.
+// Sync mode: the moment a write is acknowledged, PostgreSQL holds it or a newer version of the
+// key (so that losing the whole cluster loses nothing acknowledged).
+void World::check_in_postgres(const Op& write) {
+  if (sc_.knobs.pg_mode != 1) return;
+  auto row = pg_table_.find(write.key);
+  if (row != pg_table_.end() && row->second.version >= write.version) return;
+  violation("pg-sync", write.key + ": the write at version " + write.version.to_string() +
+                           " was acknowledged before PostgreSQL had it (row: " +
+                           (row == pg_table_.end() ? std::string("none")
+                                                   : row->second.version.to_string()) +
+                           ")");
+}
+
+// Async mode: after quiet the write-behind queues are empty.
 void World::check_bridges() {
-  if (sc_.knobs.pg_mode == 1) {
-    std::map<std::string, const Op*> newest;
-    for (const Op& op : history_) {
-      if (op.op == OpType::get || op.outcome != Outcome::ok) continue;
-      const Op*& n = newest[op.key];
-      if (!n || n->version < op.version) n = &op;
-    }
-    for (const auto& [key, op] : newest) {
-      auto row = pg_table_.find(key);
-      if (row == pg_table_.end() || row->second.version < op->version) {
-        violation("pg-sync", key + ": the acknowledged write at version " +
-                                 op->version.to_string() + " is not in PostgreSQL (row: " +
-                                 (row == pg_table_.end() ? std::string("none")
-                                                         : row->second.version.to_string()) +
-                                 ")");
-      }
-    }
-  }
   if (sc_.knobs.pg_mode == 2) {
     for (const Node& n : nodes_) {
       if (n.up && n.replica->pg_queue_size() > 0) {

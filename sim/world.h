@@ -128,6 +128,7 @@ class World {
   void next_final_read();
   void final_check();
   void check_bridges();
+  void check_in_postgres(const Op& write);
 
   void collect_stats(const Replica& r);
   void check_recovered(const Node& n, const DurableState& state);
