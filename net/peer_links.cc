@@ -26,6 +26,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
+#include "net/log_limit.h"
+
 namespace kv {
 
 namespace asio = boost::asio;
@@ -88,7 +90,8 @@ struct PeerLinks::Context {
       : io(io_context),
         options(std::move(opts)),
         on_message(std::move(handler)),
-        rng(options.self) {}
+        rng(options.self),
+        inbound_log(std::make_shared<LogLimit>(io_context, "peer", "inbound connections")) {}
 
   Handshake own_handshake() const {
     return Handshake{options.cluster_id, options.self, peer_protocol_version};
@@ -121,6 +124,9 @@ struct PeerLinks::Context {
   std::map<std::uint64_t, std::weak_ptr<Inbound>> inbound;  // every open session, for stop()
   std::map<NodeId, std::uint64_t> inbound_by_peer;           // the current session of a peer
   std::map<NodeId, std::uint64_t> frames_received;
+  // Lines about inbound connections (refused handshakes, garbage, too many connections), which
+  // anyone who can reach the peer port can cause: rate limited.
+  const std::shared_ptr<LogLimit> inbound_log;
 };
 
 // ---- Outbound: this node's sending link to one peer ----
@@ -418,7 +424,7 @@ void PeerLinks::Inbound::start() {
 void PeerLinks::Inbound::close(const std::string& line) {
   if (!open_) return;
   open_ = false;
-  if (!line.empty()) log_line(line);
+  if (!line.empty()) ctx_->inbound_log->log(line);
   error_code ignored;
   socket_.close(ignored);
   deadline_.cancel();
@@ -442,7 +448,13 @@ void PeerLinks::Inbound::read() {
 
 void PeerLinks::Inbound::on_read(const error_code& ec, std::size_t n) {
   if (!open_ || ctx_->stopped) return;
-  if (ec == asio::error::eof) return close("");  // the peer closed its link: nothing to report
+  if (ec == asio::error::eof) {
+    // A peer that closes its link has nothing to report; a stranger that closes halfway
+    // through its handshake is worth a line.
+    return close(peer_ == 0 && in_bytes_ > 0
+                     ? "link from " + name() + " closed before completing its handshake"
+                     : "");
+  }
   if (ec) return close("link from " + name() + " failed: " + describe(ec));
   in_bytes_ += n;
   if (deliver()) read();
@@ -578,7 +590,7 @@ void PeerLinks::Listener::on_accept(const error_code& ec, tcp::socket socket) {
   const tcp::endpoint remote = socket.remote_endpoint(endpoint_ec);
   const std::string remote_text = endpoint_ec ? std::string("unknown address") : address_of(remote);
   if (ctx_->inbound.size() >= ctx_->options.peers.size() + inbound_unidentified_max) {
-    log_line("refused link from " + remote_text + ": too many inbound connections");
+    ctx_->inbound_log->log("refused link from " + remote_text + ": too many inbound connections");
     error_code ignored;
     socket.close(ignored);
   } else {
@@ -645,6 +657,7 @@ void PeerLinks::stop() {
     if (auto session = weak.lock()) sessions.push_back(std::move(session));
   }
   for (auto& session : sessions) session->close("");
+  ctx_->inbound_log->flush();
 }
 
 std::uint16_t PeerLinks::port() const { return listener_ ? listener_->port() : 0; }

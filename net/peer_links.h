@@ -9,6 +9,8 @@
 // Handshake, the accepting side checks the cluster id, the protocol version and that the node is
 // one of its peers, then answers with its own, which the connecting side checks the same way. A
 // link between two clusters, or to a node that is not who the configuration says, is refused.
+// The accepting side logs each refused or broken inbound connection once, with the remote
+// address and the reason, at a bounded rate so that a flood of garbage cannot flood the log.
 //
 // Delivery is at most once and best effort: a message queued for a peer whose queue is full, or
 // written on a connection that then breaks, is lost. The core resends whatever it still needs

@@ -29,6 +29,7 @@ struct RespLimits {
   // One whole command, headers included (bounds what a single MSET can make us buffer).
   std::size_t command_bytes_max = 64u << 20;
   // Node requests outstanding per connection; parsing pauses while they are all in flight.
+  // Named requests_in_flight_per_connection_max in errors, after its kvnode flag.
   std::size_t requests_in_flight_max = 1024;
   // Reply bytes waiting for a slow reader; reading pauses above this (see RespServer).
   std::size_t output_bytes_max = 64u << 20;

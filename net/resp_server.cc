@@ -20,6 +20,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
+#include "net/log_limit.h"
 #include "net/resp_session.h"
 
 namespace kv {
@@ -65,7 +66,11 @@ Clock::time_point after(Clock::time_point start, std::chrono::milliseconds span)
 class RespServer::Impl : public std::enable_shared_from_this<Impl> {
  public:
   Impl(asio::io_context& io, NodeApi& node, RespServerOptions options)
-      : node_(node), options_(options), acceptor_(io), accept_retry_(io) {}
+      : node_(node),
+        options_(options),
+        acceptor_(io),
+        accept_retry_(io),
+        client_log_(std::make_shared<LogLimit>(io, "resp", "client connections")) {}
 
   error_code listen(const tcp::endpoint& endpoint);
   void stop();
@@ -87,6 +92,9 @@ class RespServer::Impl : public std::enable_shared_from_this<Impl> {
   RespServerOptions options_;
   tcp::acceptor acceptor_;
   asio::steady_timer accept_retry_;
+  // Why client connections were closed (protocol errors, timeouts): any client can cause these
+  // lines, so they are rate limited.
+  std::shared_ptr<LogLimit> client_log_;
   std::map<std::uint64_t, std::shared_ptr<Connection>> connections_;  // by client id
   std::uint64_t next_client_id_ = 1;
   bool stopped_ = false;
@@ -95,8 +103,9 @@ class RespServer::Impl : public std::enable_shared_from_this<Impl> {
 class RespServer::Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::weak_ptr<Impl> server, tcp::socket socket, NodeApi& node,
-             const RespServerOptions& options, std::uint64_t id)
+             const RespServerOptions& options, std::uint64_t id, std::shared_ptr<LogLimit> log)
       : server_(std::move(server)),
+        log_(std::move(log)),
         socket_(std::move(socket)),
         session_(node, options.limits),
         timer_(socket_.get_executor()),
@@ -121,6 +130,7 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
   void on_timer(const error_code& ec, std::uint64_t generation);
 
   std::weak_ptr<Impl> server_;
+  std::shared_ptr<LogLimit> log_;
   tcp::socket socket_;
   RespSession session_;
   asio::steady_timer timer_;
@@ -175,6 +185,7 @@ void RespServer::Impl::stop() {
   auto open = std::move(connections_);
   connections_.clear();
   for (auto& [id, connection] : open) connection->close("");
+  client_log_->flush();
 }
 
 void RespServer::Impl::accept() {
@@ -202,7 +213,8 @@ void RespServer::Impl::on_accept(const error_code& ec, tcp::socket socket) {
     socket.set_option(tcp::no_delay(true), ignored);  // replies are small and latency-bound
     const std::uint64_t id = next_client_id_++;
     auto connection =
-        std::make_shared<Connection>(weak_from_this(), std::move(socket), node_, options_, id);
+        std::make_shared<Connection>(weak_from_this(), std::move(socket), node_, options_, id,
+                                     client_log_);
     connections_.emplace(id, connection);
     connection->start();
   }
@@ -233,9 +245,9 @@ void RespServer::Connection::close(const std::string& why) {
   if (closed_) return;
   closed_ = true;
   if (!why.empty()) {
-    log_line(peer_ + ": " + why);
+    log_->log(peer_ + ": " + why);
   } else if (!session_.close_reason().empty()) {
-    log_line(peer_ + ": " + session_.close_reason());
+    log_->log(peer_ + ": " + session_.close_reason());
   }
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);

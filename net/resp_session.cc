@@ -292,7 +292,7 @@ bool RespSession::start(Args& args) {
   const std::size_t needed = requests_needed(*spec, args.size());
   if (needed > limits_.requests_in_flight_max) {
     reply_error(open_slot(), "ERR too many keys in one command: " + std::to_string(needed) +
-                                 " exceeds requests_in_flight_max (" +
+                                 " exceeds requests_in_flight_per_connection_max (" +
                                  std::to_string(limits_.requests_in_flight_max) + ")");
     return true;
   }

@@ -31,13 +31,19 @@ struct NodeConfig {
   ReplicaConfig replica;                // quorums, timers, limits, bridge policy
   PgOptions pg;                         // --postgres*
   LegacyOptions legacy;                 // --legacy-*
-  // Front-door limits (RESP and HTTP), each a flag.
-  std::size_t connections_max = 10000;
-  std::size_t requests_in_flight_per_connection_max = 1024;
+  // Front-door limits (RESP and HTTP), each a flag (README.md, "Limits"). The key and value
+  // limits and requests_in_flight_max live in `replica`. parse_node_config() fills the derived
+  // ones (resp_bulk_bytes_max, http_body_bytes_max, frame_bytes_max) from the value limit when
+  // their flags are absent; the values here are those derived from the default limits.
+  std::size_t connections_max = 10000;  // per front door: RESP and HTTP each
+  std::size_t requests_in_flight_per_connection_max = 1024;  // RESP pipelining
+  std::size_t resp_array_max = 1024 * 1024;                  // arguments in one command
+  std::size_t resp_bulk_bytes_max = 1024 * 1024 + 1024;      // one argument
   std::size_t http_header_bytes_max = 16 * 1024;
+  std::size_t http_body_bytes_max = 6 * 1024 * 1024 + 1024;
   std::uint64_t idle_timeout_ms = 300000;
   std::uint64_t read_timeout_ms = 30000;
-  std::size_t frame_bytes_max = 4 * 1024 * 1024 + 64 * 1024;
+  std::size_t frame_bytes_max = 4 * 1024 * 1024 + 64 * 1024;  // peer frame payload
 };
 
 // Parses argv and the KV_* environment (flags win). On --help prints usage and returns

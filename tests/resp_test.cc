@@ -425,7 +425,8 @@ TEST_F(RespSessionTest, CommandsNeedingMoreThanTheInFlightLimitAreRefused) {
   RespSession small(node, limits);
   small.on_bytes(encode({"MGET", "a", "b", "c"}));
   EXPECT_EQ(small.take_output(),
-            "-ERR too many keys in one command: 3 exceeds requests_in_flight_max (2)\r\n");
+            "-ERR too many keys in one command: 3 exceeds "
+            "requests_in_flight_per_connection_max (2)\r\n");
 }
 
 TEST_F(RespSessionTest, ProtocolErrorIsAnsweredAfterEarlierRepliesThenCloses) {
