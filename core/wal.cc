@@ -138,10 +138,13 @@ std::optional<WalEntry> parse_log_payload(WalType type, std::string_view payload
   return std::nullopt;
 }
 
-// Loads a snapshot payload into an empty state; false if any part of it is invalid.
-bool load_snapshot(std::string_view payload, DurableState& state) {
+// Loads one part of a snapshot; false if it is invalid or out of sequence. `last` is set when
+// the part says it is the final one.
+bool load_snapshot_part(std::string_view payload, std::uint64_t expected_part, bool& last,
+                        DurableState& state) {
   pb::Snapshot snap;
-  if (!parse(payload, snap)) return false;
+  if (!parse(payload, snap) || snap.part() != expected_part) return false;
+  last = snap.last();
   for (pb::WalPut& p : *snap.mutable_entries()) {
     auto put = from_pb(p);
     if (!put) return false;
@@ -222,20 +225,40 @@ void wal_apply(const WalEntry& entry, DurableState& state) {
 }
 
 std::string snapshot_encode(const DurableState& state) {
-  pb::Snapshot snap;
+  std::string out;
+  pb::Snapshot part;
+  std::size_t part_bytes = 0;  // close to part.ByteSizeLong(), without computing it again
+  // Starts a new part once this one holds snapshot_part_bytes; an entry never straddles parts,
+  // and any one entry fits a record (keys and values are bounded well below its limit).
+  auto flush_if_full = [&](std::size_t next_bytes) {
+    if (part_bytes == 0 || part_bytes + next_bytes <= snapshot_part_bytes) return;
+    append_record(WalType::snapshot, part, out);
+    const std::uint64_t next = part.part() + 1;
+    part.Clear();
+    part.set_part(next);
+    part_bytes = 0;
+  };
   for (const Store::Entry* e : state.store.sorted()) {  // key order: the same bytes every time
-    pb::WalPut* p = snap.add_entries();
-    p->set_key(e->first);
-    to_pb(e->second, *p->mutable_record());
+    pb::WalPut p;
+    p.set_key(e->first);
+    to_pb(e->second, *p.mutable_record());
+    const std::size_t bytes = p.ByteSizeLong() + 8;  // with its tag and length
+    flush_if_full(bytes);
+    *part.add_entries() = std::move(p);
+    part_bytes += bytes;
   }
   for (const auto& [hint_key, record] : state.hints.hints()) {
-    pb::WalHint* h = snap.add_hints();
-    h->set_target(hint_key.first);
-    h->set_key(hint_key.second);
-    to_pb(record, *h->mutable_record());
+    pb::WalHint h;
+    h.set_target(hint_key.first);
+    h.set_key(hint_key.second);
+    to_pb(record, *h.mutable_record());
+    const std::size_t bytes = h.ByteSizeLong() + 8;
+    flush_if_full(bytes);
+    *part.add_hints() = std::move(h);
+    part_bytes += bytes;
   }
-  std::string out;
-  append_record(WalType::snapshot, snap, out);
+  part.set_last(true);
+  append_record(WalType::snapshot, part, out);
   return out;
 }
 
@@ -251,12 +274,19 @@ std::error_code make_error_code(RecoveryError e) {
 Result<Recovered> recover(std::optional<std::string_view> snapshot, std::string_view wal) {
   Recovered out;
   if (snapshot) {
-    if (snapshot->empty()) return RecoveryError::snapshot_corrupt;
-    const Frame frame = read_frame(*snapshot, 0);
-    if (frame.status != WalTail::clean || frame.type != WalType::snapshot ||
-        frame.end != snapshot->size() || !load_snapshot(frame.payload, out.state)) {
-      return RecoveryError::snapshot_corrupt;
+    // Every part whole and in sequence, the last one marked and nothing after it.
+    std::size_t at = 0;
+    bool last = false;
+    for (std::uint64_t part = 0; !last; ++part) {
+      if (at >= snapshot->size()) return RecoveryError::snapshot_corrupt;
+      const Frame frame = read_frame(*snapshot, at);
+      if (frame.status != WalTail::clean || frame.type != WalType::snapshot ||
+          !load_snapshot_part(frame.payload, part, last, out.state)) {
+        return RecoveryError::snapshot_corrupt;
+      }
+      at = frame.end;
     }
+    if (at != snapshot->size()) return RecoveryError::snapshot_corrupt;
   }
   WalDecoded log = wal_decode(wal);
   for (const WalEntry& entry : log.entries) wal_apply(entry, out.state);

@@ -85,7 +85,9 @@ WalDecoded wal_decode(std::string_view bytes);
 // Applies one entry to a durable state (the replay step of recovery).
 void wal_apply(const WalEntry& entry, DurableState& state);
 
-// A snapshot file is one record of type `snapshot`.
+// A snapshot file is a sequence of records of type `snapshot`, each at most about
+// snapshot_part_bytes (one entry may take it up to wal_payload_bytes_max), the last one marked.
+inline constexpr std::size_t snapshot_part_bytes = 8u << 20;
 std::string snapshot_encode(const DurableState& state);
 
 enum class RecoveryError {

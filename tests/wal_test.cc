@@ -418,6 +418,36 @@ TEST(Recovery, ADamagedSnapshotIsRejected) {
   expect_snapshot_corrupt(put, "a log record");
 }
 
+// A store larger than one record's limit (64 MiB) snapshots in parts and recovers whole; a file
+// cut at a part boundary, or with its parts out of order, is damage.
+TEST(Recovery, ASnapshotLargerThanARecordIsWrittenInParts) {
+  DurableState state;
+  const std::string value(1 << 20, 'v');
+  for (int i = 0; i < 70; ++i) {
+    state.store.apply("key" + std::to_string(1000 + i), Record{Version{7, 0, 1}, false, value});
+  }
+  state.hints.add(2, "key1000", Record{Version{8, 0, 1}, false, "h"});
+  const std::string snapshot = snapshot_encode(state);
+  ASSERT_GT(snapshot.size(), wal_payload_bytes_max);
+  const auto r = recover(snapshot, "");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r.value().state.store == state.store);
+  EXPECT_EQ(r.value().state.hints.hints(), state.hints.hints());
+
+  std::vector<std::size_t> boundaries;  // the parts are log-framed records: [u32 length][...]
+  for (std::size_t at = 0; at < snapshot.size();) {
+    const std::uint32_t length = get_u32_le(snapshot.data() + at);
+    at += wal_header_bytes + length;
+    boundaries.push_back(at);
+  }
+  ASSERT_GE(boundaries.size(), 9u);
+  expect_snapshot_corrupt(snapshot.substr(0, boundaries[0]), "only the first part");
+  expect_snapshot_corrupt(snapshot.substr(0, boundaries[boundaries.size() - 2]), "last part missing");
+  const std::string swapped = snapshot.substr(boundaries[0], boundaries[1] - boundaries[0]) +
+                              snapshot.substr(0, boundaries[0]) + snapshot.substr(boundaries[1]);
+  expect_snapshot_corrupt(swapped, "parts out of order");
+}
+
 TEST(Recovery, ErrorCodeNamesItsCategory) {
   const std::error_code ec = RecoveryError::snapshot_corrupt;
   EXPECT_EQ(&ec.category(), &recovery_category());
