@@ -109,7 +109,8 @@ std::string apply_bridge_options(const po::variables_map& vm, NodeConfig& c) {
   if (r.pg_queue_max < 1) return "--postgres-queue-max must be at least 1";
   if (vm.count("postgres") && !vm["postgres"].as<std::string>().empty()) {
     c.pg.url = vm["postgres"].as<std::string>();
-    if (auto e = validate_pg_options(c.pg); !e.empty()) return "--postgres: " + e;
+    if (auto e = validate_pg_url(c.pg.url); !e.empty()) return "--postgres: " + e;
+    if (auto e = validate_pg_table(c.pg.table); !e.empty()) return "--postgres-table: " + e;
     r.pg_mode = mode == "sync" ? PgMode::sync : PgMode::async;
   }
   c.legacy.field = vm["legacy-field"].as<std::string>();

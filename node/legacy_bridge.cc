@@ -473,6 +473,12 @@ std::string validate_legacy_url_template(const std::string& url_template) {
   for (unsigned char ch : url_template) {
     if (ch <= 0x20 || ch >= 0x7f) return "the URL template holds a space, control or non-ASCII byte";
   }
+  const std::size_t authority = url_template.find("://") + 3;
+  const std::size_t path = std::min(url_template.find_first_of("/?#", authority), url_template.size());
+  if (path == authority) return "the URL template names no host";
+  if (url_template.substr(authority, path - authority).find("{key}") != std::string::npos) {
+    return "{key} must be in the URL template's path or query, not in its host";
+  }
   global_init();
   CURLU* u = curl_url();
   if (!u) return "cannot parse the URL template: out of memory";

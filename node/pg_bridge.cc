@@ -71,8 +71,9 @@ std::string one_line(const char* text) {
   for (const char* p = text ? text : ""; *p; ++p) {
     if (*p == '\n') {
       out += "; ";
+      while (p[1] == ' ' || p[1] == '\t') ++p;  // libpq indents continuation lines
     } else if (*p != '\r') {
-      out += *p;
+      out += *p == '\t' ? ' ' : *p;
     }
   }
   while (!out.empty() && (out.back() == ' ' || out.back() == ';')) out.pop_back();
@@ -326,7 +327,8 @@ class PgBridge final : public Bridge {
   void connect_with(Conn& c, const std::vector<std::pair<std::string, std::string>>& overrides) {
     std::vector<std::pair<std::string, std::string>> kv = params_;
     for (const auto& [k, v] : overrides) {
-      auto it = std::find_if(kv.begin(), kv.end(), [&](const auto& p) { return p.first == k; });
+      // An init-capture: clang before 16 cannot capture a structured binding (the fuzz build).
+      auto it = std::find_if(kv.begin(), kv.end(), [&key = k](const auto& p) { return p.first == key; });
       if (it != kv.end()) it->second = v;
       else kv.emplace_back(k, v);
     }
@@ -798,19 +800,25 @@ std::unique_ptr<Bridge> make_pg_bridge(asio::io_context& io, const PgOptions& op
   return std::make_unique<PgBridge>(io, options);
 }
 
-std::string validate_pg_options(const PgOptions& options) {
-  if (options.url.empty()) return "no connection string";
+std::string validate_pg_url(const std::string& url) {
+  if (url.empty()) return "no connection string";
   char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(options.url.c_str(), &err);
+  PQconninfoOption* opts = PQconninfoParse(url.c_str(), &err);
   std::string error;
   if (!opts) error = "bad connection string: " + (err ? one_line(err) : std::string("out of memory"));
   if (opts) PQconninfoFree(opts);
   if (err) PQfreemem(err);
-  if (!error.empty()) return error;
-  if (!plain_identifier(options.table)) {
-    return "table name '" + options.table + "' is not a plain lowercase identifier ([a-z_][a-z0-9_]*, at most 63 bytes)";
-  }
-  return {};
+  return error;
+}
+
+std::string validate_pg_table(const std::string& table) {
+  if (plain_identifier(table)) return {};
+  return "table name '" + table + "' is not a plain lowercase identifier ([a-z_][a-z0-9_]*, at most 63 bytes)";
+}
+
+std::string validate_pg_options(const PgOptions& options) {
+  if (auto e = validate_pg_url(options.url); !e.empty()) return e;
+  return validate_pg_table(options.table);
 }
 
 std::string redact_pg_url(const std::string& url) {

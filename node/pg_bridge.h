@@ -17,6 +17,8 @@ std::unique_ptr<Bridge> make_pg_bridge(boost::asio::io_context& io, const PgOpti
 // Checks what can be checked before connecting: the connection string parses and the table name
 // is a plain identifier. Returns an error message, empty when fine.
 std::string validate_pg_options(const PgOptions& options);
+std::string validate_pg_url(const std::string& url);
+std::string validate_pg_table(const std::string& table);
 
 // The connection string with any password replaced by "***", for logs.
 std::string redact_pg_url(const std::string& url);
