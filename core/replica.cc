@@ -152,9 +152,10 @@ void Replica::on_read_resp(NodeId from, const ReadResp& m, std::uint64_t now_ms)
 }
 
 // A majority answered the write's discovery. A key none of them holds may still be in PostgreSQL
-// (the cluster lost its disks, or was never told): look it up, so the stamp is past its version.
+// (the cluster lost its disks): in sync mode, look it up, so the stamp is past its version. Async
+// mode gives the cluster-loss guarantee up anyway, and its writes must not wait on PostgreSQL.
 void Replica::discovered(std::uint64_t req, Pending& p, std::uint64_t now_ms) {
-  if (config_.pg_mode != PgMode::off && !p.best) {
+  if (config_.pg_mode == PgMode::sync && !p.best) {
     p.pg_pending = true;
     call(BridgeKind::pg_lookup, p.key, req);
     return;
@@ -554,7 +555,7 @@ void Replica::on_pg_lookup_reply(const Call& c, const BridgeReply& r, std::uint6
     }
     Pending& p = it->second;
     p.pg_pending = false;
-    if (!ok && config_.pg_mode == PgMode::sync) {
+    if (!ok) {
       fail(p, Errc::unavailable, "nothing written: PostgreSQL lookup failed (" + detail + ")");
       pending_.erase(it);
       return;

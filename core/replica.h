@@ -12,9 +12,10 @@
 //
 // Bridges (optional): with PostgreSQL on, the coordinator of a client write writes it to
 // PostgreSQL, once (sync: the client is answered only after W replicas and PostgreSQL have it;
-// async: through a bounded write-behind queue, coalesced per key and retried with backoff). A
-// write of a key the majority does not hold first looks the key up in PostgreSQL and stamps past
-// the stored version, so a write after the whole cluster lost its disks is still the newest.
+// async: through a bounded write-behind queue, coalesced per key and retried with backoff). In
+// sync mode a write of a key the majority does not hold first looks the key up in PostgreSQL and
+// stamps past the stored version, so a write after the whole cluster lost its disks is still the
+// newest.
 // A get whose quorum finds nothing (no value, no tombstone) resolves the miss: PostgreSQL first,
 // then the legacy API; what is found is handed to the client and written to the replicas
 // (hydration: at its stored version from PostgreSQL, at the zero version from the legacy API, so

@@ -19,32 +19,40 @@ else
   patches=("$src"/tests/teeth/*.patch)
 fi
 
+# One copy of the tree and one build, shared by every variant: each patch is applied, built
+# (only what it touches recompiles) and reverted, so that a variant costs seconds, not a build.
+tree="$work/src"
+build="$work/build"
+rm -rf "$tree" && mkdir -p "$tree"
+tar -C "$src" --exclude='./build*' --exclude='./data' --exclude='./.git' -cf - . | tar -C "$tree" -xf -
+
 failed=0
 for patch in "${patches[@]}"; do
   name=$(basename "$patch" .patch)
   dir="$work/$name"
-  rm -rf "$dir" && mkdir -p "$dir/src"
-  tar -C "$src" --exclude='./build*' --exclude='./data' --exclude='./.git' -cf - . | tar -C "$dir/src" -xf -
-  if ! (cd "$dir/src" && patch -p1 --quiet --no-backup-if-mismatch < "$patch"); then
+  rm -rf "$dir" && mkdir -p "$dir"
+  if ! (cd "$tree" && patch -p1 --quiet --no-backup-if-mismatch < "$patch"); then
     echo "teeth: $name: the patch no longer applies; update it to the current source"
     failed=1; continue
   fi
-  if ! { cmake -S "$dir/src" -B "$dir/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_TESTS=OFF \
-         && cmake --build "$dir/build" --target kvsim; } > "$dir/build.log" 2>&1; then
+  if ! { cmake -S "$tree" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_TESTS=OFF \
+         && cmake --build "$build" --target kvsim && cp "$build/bin/kvsim" "$dir/kvsim"; } > "$dir/build.log" 2>&1; then
     echo "teeth: $name: the bugged variant does not build (see $dir/build.log)"
     tail -20 "$dir/build.log"
+    (cd "$tree" && patch -R -p1 --quiet --no-backup-if-mismatch < "$patch")
     failed=1; continue
   fi
-  "$dir/build/bin/kvsim" run --seeds "1-$seeds" > "$dir/run.log" 2>&1
+  (cd "$tree" && patch -R -p1 --quiet --no-backup-if-mismatch < "$patch")
+  "$dir/kvsim" run --seeds "1-$seeds" > "$dir/run.log" 2>&1
   rc=$?
   first=$(grep -m1 '^FAIL' "$dir/run.log")
   failing=$(grep -m1 -o '[0-9]* failed' "$dir/run.log")
   if [ $rc -eq 1 ] && [ -n "$first" ]; then
     echo "teeth: $name: found ($failing of $seeds seeds); first: ${first:0:300}"
     seed=$(echo "$first" | sed -E 's/^FAIL seed ([0-9]+):.*/\1/')
-    if timeout 300 "$dir/build/bin/kvsim" shrink --seed "$seed" --out "$dir/shrunk.scenario" \
+    if timeout 300 "$dir/kvsim" shrink --seed "$seed" --out "$dir/shrunk.scenario" \
          > "$dir/shrink.log" 2> "$dir/shrink.err" \
-       && ! "$dir/build/bin/kvsim" replay --scenario "$dir/shrunk.scenario" > "$dir/replay.log" 2>&1; then
+       && ! "$dir/kvsim" replay --scenario "$dir/shrunk.scenario" > "$dir/replay.log" 2>&1; then
       echo "teeth: $name: seed $seed $(grep -m1 '^shrunk' "$dir/shrink.log")"
     else
       echo "teeth: $name: shrinking seed $seed failed or its result replays clean (see $dir/shrink.log)"
