@@ -208,11 +208,13 @@ void Node::drain_and_stop(std::chrono::milliseconds grace, std::function<void()>
     if (legacy_) legacy_->stop();
     done();
   };
+  // The poll holds itself weakly (a strong self-reference would be a cycle, never freed); the
+  // pending timer's handler keeps it alive between polls.
   auto poll = std::make_shared<std::function<void()>>();
-  *poll = [this, deadline, poll, finish_stop] {
+  *poll = [this, deadline, weak = std::weak_ptr<std::function<void()>>(poll), finish_stop] {
     if (!in_flight_.empty() && std::chrono::steady_clock::now() < deadline) {
       auto t = std::make_shared<asio::steady_timer>(io_, drain_poll_interval);
-      t->async_wait([poll, t](const boost::system::error_code&) { (*poll)(); });
+      t->async_wait([self = weak.lock(), t](const boost::system::error_code&) { (*self)(); });
       return;
     }
     if (!in_flight_.empty()) {
