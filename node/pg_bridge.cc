@@ -58,6 +58,9 @@ constexpr std::chrono::milliseconds connect_timeout_min{1000};
 // one table can fail on pg_type's unique index). Any constant will do: "kv_pg".
 constexpr const char* setup_lock_sql = "SELECT pg_advisory_xact_lock(461195864167)";
 constexpr std::size_t resolved_addresses_max = 8;
+// Group commit (see pump): calls that wait for a batch in flight rather than start another.
+constexpr std::size_t batch_fill_min = 16;
+constexpr std::chrono::microseconds batch_hold{2000};
 
 constexpr Oid oid_bool = 16, oid_bytea = 17, oid_int8 = 20;
 constexpr const char* write_statement = "kv_write";
@@ -155,7 +158,7 @@ struct KindMetrics {
 class PgBridge final : public Bridge {
  public:
   PgBridge(asio::io_context& io, const PgOptions& options)
-      : io_(io), options_(options), deadline_timer_(io), rng_(std::random_device{}()) {
+      : io_(io), options_(options), deadline_timer_(io), hold_timer_(io), rng_(std::random_device{}()) {
     if (options_.pool == 0) options_.pool = 1;
     if (options_.batch_max == 0) options_.batch_max = 1;
     if (options_.reconnect_initial_ms == 0) options_.reconnect_initial_ms = 1;
@@ -230,6 +233,7 @@ class PgBridge final : public Bridge {
     }
     deadline_timer_.cancel();
     deadline_armed_.reset();
+    hold_timer_.cancel();
   }
 
   void write_metrics(std::string& out) const override {
@@ -442,23 +446,42 @@ class PgBridge final : public Bridge {
     });
   }
 
-  // Hands waiting calls to idle connections, spread evenly, up to batch_max each.
+  // Hands waiting calls to idle connections, up to batch_max each. Group commit: while a batch is
+  // in flight, a few new calls wait for it to come back and go out together (fewer, larger
+  // commits), unless enough of them queued up to fill a batch of their own or the oldest has
+  // waited batch_hold; so the pool's parallelism is used under load and a stuck batch does not
+  // hold the others up.
   void pump() {
+    const auto now = Clock::now();
     while (!stopped_ && !queue_.empty()) {
-      std::size_t idle = 0;
+      std::size_t busy = 0;
       Conn* pick = nullptr;
       for (std::size_t k = 0; k < conns_.size(); ++k) {
         Conn& c = *conns_[(next_conn_ + k) % conns_.size()];
-        if (c.state == ConnState::ready && !c.batch) {
-          if (!pick) pick = &c;
-          ++idle;
-        }
+        if (c.state != ConnState::ready) continue;
+        if (c.batch) ++busy;
+        else if (!pick) pick = &c;
       }
       if (!pick) return;
+      const std::size_t fill = std::min(batch_fill_min, options_.batch_max);
+      if (busy > 0 && queue_.size() < fill && now - queue_.front()->started < batch_hold) {
+        arm_hold(queue_.front()->started + batch_hold);
+        return;
+      }
       next_conn_ = (pick->index + 1) % conns_.size();
-      const std::size_t share = (queue_.size() + idle - 1) / idle;
-      send_batch(*pick, std::min(share, options_.batch_max));
+      send_batch(*pick, options_.batch_max);
     }
+  }
+
+  void arm_hold(Clock::time_point at) {
+    if (hold_armed_) return;
+    hold_armed_ = true;
+    hold_timer_.expires_at(at);
+    hold_timer_.async_wait([this, alive = std::weak_ptr<char>(alive_)](const error_code& ec) {
+      if (alive.expired()) return;
+      hold_armed_ = false;
+      if (!ec) pump();
+    });
   }
 
   void send_batch(Conn& c, std::size_t n) {
@@ -783,6 +806,8 @@ class PgBridge final : public Bridge {
   std::size_t next_conn_ = 0;
   asio::steady_timer deadline_timer_;
   std::optional<Clock::time_point> deadline_armed_;
+  asio::steady_timer hold_timer_;
+  bool hold_armed_ = false;
   bool pump_posted_ = false;
   bool completions_posted_ = false;
   std::vector<std::pair<Done, BridgeReply>> completions_;
