@@ -321,6 +321,10 @@ void Replica::expire(std::uint64_t req, Pending& p) {
                std::string(config_.pg_mode != PgMode::off ? "PostgreSQL or the legacy API"
                                                           : "the legacy API") +
                " did not answer within " + std::to_string(config_.request_timeout_ms) + " ms");
+    } else if (p.phase == Phase::discover && p.pg_pending) {
+      fail(p, Errc::unavailable,
+           "nothing written: PostgreSQL did not answer the lookup of this new key within " +
+               std::to_string(config_.request_timeout_ms) + " ms");
     } else if (p.phase == Phase::write && p.pg_pending && answered(p) >= p.quorum) {
       ++stats_.timeouts;
       fail(p, Errc::timeout,

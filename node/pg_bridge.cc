@@ -213,6 +213,8 @@ class PgBridge final : public Bridge {
     if (queue_.size() >= waiting_calls_max) {
       return fail(std::move(c), "postgres: too many calls waiting (" + std::to_string(waiting_calls_max) + ")");
     }
+    // Known to be down: fail at once rather than hold the client for the whole timeout.
+    if (outage_) return fail(std::move(c), "postgres: not connected: " + last_error_);
     queue_.push_back(std::move(c));
     arm_deadline();
     pump_soon();
@@ -682,6 +684,7 @@ class PgBridge final : public Bridge {
   void on_up(Conn& c) {
     const bool first = connections_up() == 0;
     c.state = ConnState::ready;
+    outage_ = false;
     c.backoff_ms = options_.reconnect_initial_ms;
     c.connect_deadline = Clock::time_point::max();
     c.was_up = true;
@@ -710,6 +713,15 @@ class PgBridge final : public Bridge {
     c.state = ConnState::down;
     c.connect_deadline = Clock::time_point::max();
     last_error_ = reason;
+    if (connections_up() == 0 && !stopped_) {
+      // Every connection is down and this one just failed: an outage, not a slow start. What
+      // waits now would only wait for its deadline.
+      outage_ = true;
+      while (!queue_.empty()) {
+        fail(std::move(queue_.front()), "postgres: not connected: " + reason);
+        queue_.pop_front();
+      }
+    }
     if (was_ready) {
       log_line("connection " + std::to_string(c.index + 1) + " of " + std::to_string(conns_.size()) +
                " lost: " + reason);
@@ -813,6 +825,7 @@ class PgBridge final : public Bridge {
   std::vector<std::pair<Done, BridgeReply>> completions_;
   bool stopped_ = false;
   std::string last_error_, last_logged_error_;
+  bool outage_ = false;  // every connection failed since one was last ready
   std::mt19937_64 rng_;
   std::map<std::string, KindMetrics> metrics_;
   Histogram batch_size_{Histogram::count_bounds};
