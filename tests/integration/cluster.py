@@ -22,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import traceback
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 20.0
@@ -29,6 +30,42 @@ STOP_GRACE_S = 10.0
 START_ATTEMPTS_MAX = 4
 LOG_TAIL_BYTES_MAX = 6000
 CURL_USER_AGENT = "curl/7.88.1"
+
+
+# ---- checks and the test runner, shared by the integration tests ----
+
+
+class CheckFailed(Exception):
+    """A check of a test did not hold."""
+
+
+def check(condition, message):
+    if not condition:
+        raise CheckFailed(message)
+
+
+def check_eq(actual, expected, what):
+    check(actual == expected, "%s: expected %r, got %r" % (what, expected, actual))
+
+
+def run_test(ctx, test, after=None):
+    """Runs one test, then `after` (a check every test must leave true); prints the test's name
+    and what it proves (its docstring), then ok or the failure. True if it passed."""
+    doc = " ".join(line.strip() for line in (test.__doc__ or "").strip().splitlines())
+    print("%s: %s" % (test.__name__, doc), flush=True)
+    started = time.monotonic()
+    try:
+        test(ctx)
+        if after:
+            after(ctx)
+    except CheckFailed as e:
+        print("  FAIL %s" % e, flush=True)
+        return False
+    except Exception:  # noqa: BLE001 - a crashed test is a failed test, with its traceback
+        print("  FAIL with an exception:\n%s" % traceback.format_exc(), flush=True)
+        return False
+    print("  ok (%.1f s)" % (time.monotonic() - started), flush=True)
+    return True
 
 
 class ClusterError(Exception):

@@ -20,10 +20,10 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster as kc  # noqa: E402
+from cluster import CheckFailed, check, check_eq  # noqa: E402,F401
 
 SEED_KEY = "my_key"
 SEED_VALUE = "my_value"
@@ -33,19 +33,6 @@ PIPELINE_COMMANDS = 1000
 RESTART_KEYS = 50
 KILL_BATCH_WRITES = 200
 KILL_WRITER_THREADS = 4
-
-
-class CheckFailed(Exception):
-    """A check of a test did not hold."""
-
-
-def check(condition, message):
-    if not condition:
-        raise CheckFailed(message)
-
-
-def check_eq(actual, expected, what):
-    check(actual == expected, "%s: expected %r, got %r" % (what, expected, actual))
 
 
 # ---- helpers ----
@@ -525,21 +512,6 @@ TESTS = [
 ]
 
 
-def run_test(c, test):
-    """Runs one test; prints its name and what it proves, then ok or the failure."""
-    doc = (test.__doc__ or "").strip().splitlines()[0]
-    print("%s: %s" % (test.__name__, doc), flush=True)
-    started = time.monotonic()
-    try:
-        test(c)
-    except CheckFailed as e:
-        print("  FAIL %s" % e, flush=True)
-        return False
-    except Exception:  # noqa: BLE001 - a crashed test is a failed test, with its traceback
-        print("  FAIL with an exception:\n%s" % traceback.format_exc(), flush=True)
-        return False
-    print("  ok (%.1f s)" % (time.monotonic() - started), flush=True)
-    return True
 
 
 def heal(c):
@@ -564,7 +536,7 @@ def main():
     with kc.Cluster(args.bin, keep_data=args.keep_data) as c:
         print("cluster: %s in %s" % (c.nodes, c.workdir), flush=True)
         for test in tests:
-            if not run_test(c, test):
+            if not kc.run_test(c, test):
                 failed.append(test.__name__)
                 heal(c)  # a failed test may have left nodes stopped
         if failed:  # the logs are printed; --keep-data keeps the directory too

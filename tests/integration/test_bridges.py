@@ -26,11 +26,11 @@ import shutil
 import sys
 import threading
 import time
-import traceback
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster as kc  # noqa: E402
+from cluster import CheckFailed, check, check_eq  # noqa: E402,F401
 import pg  # noqa: E402
 from legacy_server import LegacyServer  # noqa: E402
 
@@ -53,19 +53,6 @@ FAST_FAILURE_S = 0.3           # "at once": well under --legacy-timeout-ms
 POSTGRES_WORDS = re.compile(r"postgres", re.I)
 LEGACY_WORDS = re.compile(r"legacy", re.I)
 BREAKER_WORDS = re.compile(r"breaker|circuit", re.I)
-
-
-class CheckFailed(Exception):
-    """A check of a test did not hold."""
-
-
-def check(condition, message):
-    if not condition:
-        raise CheckFailed(message)
-
-
-def check_eq(actual, expected, what):
-    check(actual == expected, "%s: expected %r, got %r" % (what, expected, actual))
 
 
 # ---- the world the clusters talk to ----
@@ -775,20 +762,6 @@ GROUPS = [
 ]
 
 
-def run_test(w, test):
-    doc = (test.__doc__ or "").strip().splitlines()[0]
-    print("%s: %s" % (test.__name__, doc), flush=True)
-    started = time.monotonic()
-    try:
-        test(w)
-    except CheckFailed as e:
-        print("  FAIL %s" % e, flush=True)
-        return False
-    except Exception:  # noqa: BLE001 - a crashed test is a failed test, with its traceback
-        print("  FAIL with an exception:\n%s" % traceback.format_exc(), flush=True)
-        return False
-    print("  ok (%.1f s)" % (time.monotonic() - started), flush=True)
-    return True
 
 
 def print_logs(w):
@@ -831,7 +804,7 @@ def main():
                 print("cluster %s: %s in %s" % (name, w.c.nodes, w.c.workdir), flush=True)
                 for test in tests:
                     ran += 1
-                    if not run_test(w, test):
+                    if not kc.run_test(w, test):
                         failed.append(test.__name__)
                         group_failed = True
                     try:

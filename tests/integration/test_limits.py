@@ -35,10 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster as kc  # noqa: E402
+from cluster import CheckFailed, check, check_eq  # noqa: E402,F401
 
 HOST = kc.HOST
 
@@ -89,19 +89,6 @@ GARBAGE_CONNECTIONS = 100
 REFUSAL_LINES_MAX = 60
 
 BASE_KEYS = {"base_%02d" % i: "value %02d %s" % (i, "x" * (i * 7)) for i in range(12)}
-
-
-class CheckFailed(Exception):
-    """A check of a test did not hold."""
-
-
-def check(condition, message):
-    if not condition:
-        raise CheckFailed(message)
-
-
-def check_eq(actual, expected, what):
-    check(actual == expected, "%s: expected %r, got %r" % (what, expected, actual))
 
 
 # ---- sockets ----
@@ -819,21 +806,8 @@ TESTS = [
 
 
 def run_test(c, test):
-    """Runs one test and then the intact-data check; prints ok or the failure."""
-    doc = " ".join(line.strip() for line in (test.__doc__ or "").strip().splitlines())
-    print("%s: %s" % (test.__name__, doc), flush=True)
-    started = time.monotonic()
-    try:
-        test(c)
-        check_intact(c)
-    except CheckFailed as e:
-        print("  FAIL %s" % e, flush=True)
-        return False
-    except Exception:  # noqa: BLE001 - a crashed test is a failed test, with its traceback
-        print("  FAIL with an exception:\n%s" % traceback.format_exc(), flush=True)
-        return False
-    print("  ok (%.1f s)" % (time.monotonic() - started), flush=True)
-    return True
+    """Runs one test and then the intact-data check."""
+    return kc.run_test(c, test, after=check_intact)
 
 
 def main():
