@@ -142,6 +142,8 @@ void Replica::on_read_resp(NodeId from, const ReadResp& m, std::uint64_t now_ms)
   if (p.phase == Phase::read && !p.replied && answered(p) >= p.quorum) {
     if (!p.best && bridges_on()) {
       resolve_miss(m.req, p, now_ms);  // the quorum holds nothing: ask PostgreSQL, legacy
+      // A resolution that ends at once (breaker open) may have finished the request already.
+      if (!pending_.contains(m.req)) return;
     } else {
       ready_.replies.push_back(ClientReply{p.client_id, {}, {}, p.best, {}});
       p.replied = true;
@@ -253,6 +255,7 @@ bool Replica::unheard(const Pending& p, const Target& t) const {
 // stays, to repair or hint the stragglers.
 bool Replica::finish_if_done(std::uint64_t req) {
   auto it = pending_.find(req);
+  if (it == pending_.end()) return true;
   Pending& p = it->second;
   if (!p.replied) return false;
   for (const Target& t : p.targets) {
