@@ -1,8 +1,10 @@
 # Thin wrapper over CMake presets. `make test` is what CI runs; `make sim` runs the seeds.
-.PHONY: all deps build test sim bench clean help sanitize cluster
+.PHONY: all deps build test sim bench clean help sanitize cluster fuzz fuzz-build
 
 JOBS ?= $(shell nproc)
 SEEDS ?= 1-1000
+FUZZ_SECONDS ?= 180
+FUZZ_SAVE ?= 0
 
 all: build
 
@@ -10,10 +12,13 @@ help:
 	@echo "make deps      install the Debian packages the project needs (idempotent)"
 	@echo "make build     configure and build everything into build/ (binaries in build/bin/)"
 	@echo "make cluster   deps, build, and a 3-node cluster on loopback (Ctrl-C stops it)"
-	@echo "make test      deps, build, then unit, property, simulation and teeth tests"
+	@echo "make test      deps, build, then unit, property, simulation and teeth tests; then make"
+	@echo "               sanitize, and every fuzz target for 30 s (make fuzz FUZZ_SECONDS=30)"
 	@echo "make sim       kvsim run --seeds \$$(SEEDS) (default 1-1000)"
 	@echo "make bench     redis-server and a 3-node cluster under the same load, side by side"
 	@echo "make sanitize  the unit tests and 300 seeds under AddressSanitizer + UBSan"
+	@echo "make fuzz      every libFuzzer target for \$$(FUZZ_SECONDS) s (default 180) on a copy of"
+	@echo "               fuzz/corpus/; FUZZ_SAVE=1 merges what it found back into the corpus"
 	@echo "make clean     remove the build trees"
 
 deps:
@@ -28,6 +33,8 @@ cluster: build
 
 test: build
 	@cd build && ctest --output-on-failure --timeout 1500 -j 1
+	@$(MAKE) --no-print-directory sanitize
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30 FUZZ_SAVE=0
 
 sim: build
 	@build/bin/kvsim run --seeds $(SEEDS)
@@ -35,11 +42,20 @@ sim: build
 bench: build
 	@python3 scripts/bench.py --bin build/bin
 
+# Only what runs here is built: the servers and the benchmark would double the build time.
 sanitize: deps
 	@cmake --preset sanitize > /dev/null
-	@cmake --build --preset sanitize -j $(JOBS)
+	@cmake --build --preset sanitize -j $(JOBS) --target core_tests net_tests kvsim
 	@build-sanitize/bin/core_tests
-	@build-sanitize/bin/kvsim run --seeds 1-300
+	@build-sanitize/bin/net_tests
+	@build-sanitize/bin/kvsim run --seeds 1-300 --quiet
+
+fuzz-build: deps
+	@cmake --preset fuzz > /dev/null
+	@cmake --build --preset fuzz -j $(JOBS)
+
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_SAVE=$(FUZZ_SAVE) ./fuzz/run.sh
 
 clean:
-	rm -rf build build-debug build-sanitize
+	rm -rf build build-debug build-sanitize build-fuzz

@@ -97,6 +97,9 @@ bool read_quoted(std::string_view line, std::size_t& i, char quote, std::string&
 
 // Redis's sdssplitargs: whitespace-separated tokens, quotes may start anywhere in a token.
 std::optional<std::vector<std::string>> split_inline(std::string_view line) {
+  // Redis splits a C string, so a NUL ends the line there. It must: a NUL ends a token but is no
+  // space to skip, so one between tokens would add empty arguments forever (found by fuzz_resp).
+  line = line.substr(0, line.find('\0'));
   std::vector<std::string> args;
   std::size_t i = 0;
   for (;;) {

@@ -3,7 +3,8 @@
 # Idempotent: when every package is already installed it changes nothing and prints one line.
 # postgresql brings the server (initdb, postgres, pgbench under /usr/lib/postgresql/*/bin), used
 # by the integration tests and the benchmark on a throwaway data directory of their own;
-# postgresql-client brings psql.
+# postgresql-client brings psql. clang and libclang-rt-14-dev build the fuzz targets (libFuzzer);
+# llvm brings llvm-symbolizer, which names files and lines in sanitizer and fuzzer reports.
 set -euo pipefail
 
 packages=(
@@ -12,7 +13,7 @@ packages=(
   libprotobuf-dev protobuf-compiler
   libpq-dev libcurl4-openssl-dev
   librapidcheck-dev libgtest-dev libgmock-dev libbenchmark-dev
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev llvm
   redis-tools redis-server curl procps python3
   postgresql postgresql-client
 )
