@@ -32,6 +32,21 @@ LOG_TAIL_BYTES_MAX = 6000
 CURL_USER_AGENT = "curl/7.88.1"
 
 
+def file_tail(path, bytes_max):
+    """The last bytes_max bytes of a log file, from its first whole line, for error messages."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - bytes_max))
+            text = f.read().decode("utf-8", "replace")
+    except OSError as e:
+        return "(no log: %s)" % e
+    if size > bytes_max:
+        text = text.partition("\n")[2]
+    return text
+
+
 # ---- checks and the test runner, shared by the integration tests ----
 
 
@@ -120,17 +135,7 @@ class Node:
 
     def log_tail(self, bytes_max=LOG_TAIL_BYTES_MAX):
         """The end of this node's stderr log, for error messages."""
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                size = f.tell()
-                f.seek(max(0, size - bytes_max))
-                text = f.read().decode("utf-8", "replace")
-        except OSError as e:
-            return "(no log: %s)" % e
-        if size > bytes_max:
-            text = text.partition("\n")[2]  # from the first whole line
-        return text
+        return file_tail(self.log_path, bytes_max)
 
     def __repr__(self):
         return "%s(pid=%s, resp=%d, http=%d)" % (self.name, self.pid, self.resp_port, self.http_port)

@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 
+import cluster  # noqa: E402 - beside this file
+
 HOST = "127.0.0.1"
 SUPERUSER = "postgres"
 DATABASE = "postgres"
@@ -264,14 +266,7 @@ class Postgres:
         return os.path.join(self.bin, name)
 
     def log_tail(self, bytes_max=LOG_TAIL_BYTES_MAX):
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                size = f.tell()
-                f.seek(max(0, size - bytes_max))
-                return f.read().decode("utf-8", "replace")
-        except OSError as e:
-            return "(no log: %s)" % e
+        return cluster.file_tail(self.log_path, bytes_max)
 
     # -- internals --
 
