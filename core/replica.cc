@@ -391,7 +391,7 @@ void Replica::resolve_miss(std::uint64_t req, Pending& p, std::uint64_t now_ms) 
     const bool under_way = p.started_ms <= r.resolved_ms;
     if (under_way || (!r.record && now_ms < r.resolved_ms + config_.legacy_negative_ttl_ms)) {
       ++stats_.miss_cache_hits;
-      return reply_resolved(req, p, r.record);
+      return reply_resolved(p, r.record);
     }
   }
   auto [it, fresh] = misses_.try_emplace(p.key);
@@ -423,8 +423,7 @@ void Replica::start_legacy(const std::string& key, Miss& miss, std::uint64_t now
   miss.call = call(BridgeKind::legacy_fetch, key, 0);
 }
 
-void Replica::reply_resolved(std::uint64_t req, Pending& p, const std::optional<Record>& found) {
-  (void)req;
+void Replica::reply_resolved(Pending& p, const std::optional<Record>& found) {
   // A late replica answer may hold a client write newer than the resolution: the newer wins.
   ready_.replies.push_back(ClientReply{p.client_id, {}, {}, merge(p.best, found), {}});
   p.replied = true;
@@ -448,7 +447,7 @@ void Replica::finish_resolution(const std::string& key, const std::optional<Reco
   for (std::uint64_t req : waiters) {
     auto p = pending_.find(req);
     if (p == pending_.end() || p->second.phase != Phase::resolve || p->second.replied) continue;
-    reply_resolved(req, p->second, found);
+    reply_resolved(p->second, found);
     finish_if_done(req);
   }
 }
@@ -474,13 +473,7 @@ void Replica::remember(const std::string& key, const std::optional<Record>& foun
   const std::uint64_t ttl =
       found ? config_.request_timeout_ms
             : std::max(config_.legacy_negative_ttl_ms, config_.request_timeout_ms);
-  expire_resolved(now_ms);
-  while (resolved_.size() >= config_.miss_cache_max && !resolved_expiry_.empty()) {
-    auto first = resolved_expiry_.begin();
-    auto r = resolved_.find(first->second);
-    if (r != resolved_.end() && r->second.expires_ms == first->first) resolved_.erase(r);
-    resolved_expiry_.erase(first);
-  }
+  expire_resolved(now_ms, config_.miss_cache_max);  // room for one more
   if (config_.miss_cache_max == 0) return;
   resolved_[key] = Resolved{found, now_ms, now_ms + ttl};
   resolved_expiry_.emplace(now_ms + ttl, key);
@@ -488,8 +481,10 @@ void Replica::remember(const std::string& key, const std::optional<Record>& foun
 
 void Replica::forget(const std::string& key) { resolved_.erase(key); }
 
-void Replica::expire_resolved(std::uint64_t now_ms) {
-  while (!resolved_expiry_.empty() && resolved_expiry_.begin()->first <= now_ms) {
+// Drops expired resolutions, then the soonest to expire while `size_max` or more are kept.
+void Replica::expire_resolved(std::uint64_t now_ms, std::size_t size_max) {
+  while (!resolved_expiry_.empty() &&
+         (resolved_expiry_.begin()->first <= now_ms || resolved_.size() >= size_max)) {
     auto first = resolved_expiry_.begin();
     auto r = resolved_.find(first->second);
     if (r != resolved_.end() && r->second.expires_ms == first->first) resolved_.erase(r);

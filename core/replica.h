@@ -227,14 +227,14 @@ class Replica {
                      std::optional<Record> record = {});
   void resolve_miss(std::uint64_t req, Pending& p, std::uint64_t now_ms);
   void start_legacy(const std::string& key, Miss& miss, std::uint64_t now_ms);
-  void reply_resolved(std::uint64_t req, Pending& p, const std::optional<Record>& found);
+  void reply_resolved(Pending& p, const std::optional<Record>& found);
   void expire_calls(std::uint64_t now_ms);
   void finish_resolution(const std::string& key, const std::optional<Record>& found,
                          std::uint64_t now_ms);
   void fail_resolution(const std::string& key, const std::string& detail);
   void remember(const std::string& key, const std::optional<Record>& found, std::uint64_t now_ms);
   void forget(const std::string& key);
-  void expire_resolved(std::uint64_t now_ms);
+  void expire_resolved(std::uint64_t now_ms, std::size_t size_max = SIZE_MAX);
   void on_pg_write_reply(const Call& c, const BridgeReply& r, std::uint64_t now_ms);
   void on_pg_lookup_reply(const Call& c, const BridgeReply& r, std::uint64_t now_ms);
   void on_legacy_reply(const Call& c, const BridgeReply& r, std::uint64_t now_ms);

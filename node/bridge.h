@@ -4,10 +4,15 @@
 // exactly once, a timeout included; when and why to call is the core's business, not theirs.
 #pragma once
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/messages.h"
 
@@ -42,6 +47,32 @@ class Bridge {
   virtual void stop() = 0;
   // Prometheus lines of the bridge's own metrics (connections, latency, errors).
   virtual void write_metrics(std::string& out) const = 0;
+};
+
+// A bridge's answers, run later from one posted handler: never inside call(), and never in the
+// middle of the bridge's own bookkeeping (an answer may make the core issue new calls). Answers
+// still waiting when this is destroyed are dropped with it.
+class BridgeAnswers {
+ public:
+  explicit BridgeAnswers(boost::asio::io_context& io) : io_(io) {}
+  void add(Bridge::Done done, BridgeReply reply) {
+    pending_.emplace_back(std::move(done), std::move(reply));
+    if (posted_) return;
+    posted_ = true;
+    boost::asio::post(io_, [this, alive = std::weak_ptr<char>(alive_)] {
+      if (alive.expired()) return;
+      posted_ = false;
+      auto batch = std::move(pending_);
+      pending_.clear();
+      for (auto& [answer, r] : batch) answer(std::move(r));
+    });
+  }
+
+ private:
+  boost::asio::io_context& io_;
+  std::vector<std::pair<Bridge::Done, BridgeReply>> pending_;
+  bool posted_ = false;
+  std::shared_ptr<char> alive_ = std::make_shared<char>(0);
 };
 
 }  // namespace kv

@@ -177,16 +177,7 @@ class LegacyBridge final : public Bridge {
     else if (r.record) ++values_;
     else ++not_found_;
     latency_.observe(std::chrono::duration<double>(Clock::now() - c->started).count());
-    completions_.emplace_back(std::move(c->done), std::move(r));
-    if (completions_posted_) return;
-    completions_posted_ = true;
-    asio::post(io_, [this, alive = std::weak_ptr<char>(alive_)] {
-      if (alive.expired()) return;
-      completions_posted_ = false;
-      auto batch = std::move(completions_);
-      completions_.clear();
-      for (auto& [done, reply] : batch) done(std::move(reply));
-    });
+    answers_.add(std::move(c->done), std::move(r));
   }
 
   // ---- Transfers ----
@@ -449,8 +440,7 @@ class LegacyBridge final : public Bridge {
   std::unordered_map<CURL*, CallPtr> active_;
   std::vector<CURL*> idle_easy_;
   std::deque<CallPtr> queue_;
-  std::vector<std::pair<Done, BridgeReply>> completions_;
-  bool completions_posted_ = false;
+  BridgeAnswers answers_{io_};
   bool stopped_ = false;
   std::uint64_t values_ = 0, not_found_ = 0, errors_ = 0;
   Histogram latency_;

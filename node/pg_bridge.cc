@@ -264,22 +264,12 @@ class PgBridge final : public Bridge {
     complete(std::move(c), std::move(r));
   }
 
-  // Answers are collected and run from one posted handler: never inside call(), and never in the
-  // middle of this bridge's own bookkeeping (an answer may make the core issue new calls).
+  // Answers leave through answers_ (node/bridge.h): posted, never run inside call().
   void complete(CallPtr c, BridgeReply r) {
     KindMetrics& m = metrics_[c->kind == BridgeKind::pg_write ? "write" : "lookup"];
     (r.error ? m.errors : m.ok) += 1;
     m.latency.observe(std::chrono::duration<double>(Clock::now() - c->started).count());
-    completions_.emplace_back(std::move(c->done), std::move(r));
-    if (completions_posted_) return;
-    completions_posted_ = true;
-    asio::post(io_, [this, alive = std::weak_ptr<char>(alive_)] {
-      if (alive.expired()) return;
-      completions_posted_ = false;
-      auto batch = std::move(completions_);
-      completions_.clear();
-      for (auto& [done, reply] : batch) done(std::move(reply));
-    });
+    answers_.add(std::move(c->done), std::move(r));
   }
 
   std::size_t connections_up() const {
@@ -821,8 +811,7 @@ class PgBridge final : public Bridge {
   asio::steady_timer hold_timer_;
   bool hold_armed_ = false;
   bool pump_posted_ = false;
-  bool completions_posted_ = false;
-  std::vector<std::pair<Done, BridgeReply>> completions_;
+  BridgeAnswers answers_{io_};
   bool stopped_ = false;
   std::string last_error_, last_logged_error_;
   bool outage_ = false;  // every connection failed since one was last ready
