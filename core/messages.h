@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/errors.h"
 #include "core/version.h"
 #include "core/wal.h"
 
@@ -37,22 +38,6 @@ struct ClientRequest {
   std::uint32_t w = 0;    // write quorum; 0 = the configured default
 };
 
-// Errors a client can see. A put or delete that fails with `quorum_unavailable` wrote nothing;
-// one that fails with `timeout` may or may not have been applied (the outcome is unknown).
-enum class Errc {
-  invalid_argument = 1,  // bad key, value or quorum for this cluster
-  quorum_unavailable,    // too few replicas answered before the deadline; nothing was written
-  timeout,               // too few acknowledgements before the deadline; outcome unknown
-  overloaded,            // requests_in_flight_max reached, or the PostgreSQL write-behind queue
-                         // is full (pg_queue_max); nothing was written
-  unavailable,           // PostgreSQL or the legacy API failed (the detail names which): a get
-                         // of a key the cluster does not hold cannot tell "absent" from "not
-                         // reachable", so it fails rather than answer a false not-found; a put
-                         // or delete whose PostgreSQL write failed in sync mode may or may not
-                         // be applied on the replicas, and is not acknowledged
-};
-const std::error_category& errc_category();
-std::error_code make_error_code(Errc e);
 
 struct ClientReply {
   std::uint64_t id = 0;
@@ -161,5 +146,3 @@ struct Ready {
 
 }  // namespace kv
 
-template <>
-struct std::is_error_code_enum<kv::Errc> : std::true_type {};

@@ -24,29 +24,7 @@ bool sane(const std::optional<Record>& r, std::size_t value_bytes_max) {
   return !r || (r->value.size() <= value_bytes_max && !(r->tombstone && !r->value.empty()));
 }
 
-class ErrcCategory final : public std::error_category {
- public:
-  const char* name() const noexcept override { return "kv"; }
-  std::string message(int e) const override {
-    switch (static_cast<Errc>(e)) {
-      case Errc::invalid_argument: return "invalid argument";
-      case Errc::quorum_unavailable: return "quorum unavailable";
-      case Errc::timeout: return "timed out, outcome unknown";
-      case Errc::overloaded: return "overloaded";
-      case Errc::unavailable: return "unavailable";
-    }
-    return "unknown error";
-  }
-};
-
 }  // namespace
-
-const std::error_category& errc_category() {
-  static const ErrcCategory category;
-  return category;
-}
-
-std::error_code make_error_code(Errc e) { return {static_cast<int>(e), errc_category()}; }
 
 Replica::Replica(ReplicaConfig config, DurableState state, std::uint64_t now_ms)
     : config_(std::move(config)),

@@ -23,16 +23,11 @@
 #include <variant>
 #include <vector>
 
-#include <boost/outcome/result.hpp>
-
+#include "core/errors.h"
 #include "core/store.h"
 #include "core/version.h"
 
 namespace kv {
-
-namespace outcome = boost::outcome_v2;
-template <class T>
-using Result = outcome::result<T, std::error_code>;
 
 inline constexpr std::size_t wal_header_bytes = 9;
 // A payload larger than this is treated as corruption (a damaged length field), not allocated.

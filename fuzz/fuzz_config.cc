@@ -33,12 +33,10 @@ void check_small_parsers(const std::string& s) {
     require(parse_node_name("n" + std::to_string(id), again).empty() && again == id,
             "a node name does not print back");
   }
-  HostPort hp;
-  if (parse_host_port(s, hp).empty()) {
-    HostPort again;
-    require(parse_host_port(hp.to_string(), again).empty() && again.host == hp.host &&
-                again.port == hp.port,
-            "host:port does not print back: " + hp.to_string());
+  if (auto hp = parse_host_port(s)) {
+    auto again = parse_host_port(hp.value().to_string());
+    require(again && again.value() == hp.value(),
+            "host:port does not print back: " + hp.value().to_string());
   }
   std::map<NodeId, HostPort> members;
   if (parse_cluster(s, members).empty()) {

@@ -203,11 +203,14 @@ std::string apply_options(const po::variables_map& vm, NodeConfig& c) {
   if (!c.cluster.contains(c.id)) return "--cluster does not list this node (" + c.name + ")";
   c.cluster_id = vm["cluster-id"].as<std::string>();
   c.peer_addr = c.cluster[c.id];
-  if (vm.count("peer-addr")) {
-    if (auto e = parse_host_port(vm["peer-addr"].as<std::string>(), c.peer_addr); !e.empty()) return "--peer-addr: " + e;
+  for (const auto& [flag, addr] : {std::pair{"peer-addr", &c.peer_addr},
+                                   std::pair{"resp-addr", &c.resp_addr},
+                                   std::pair{"http-addr", &c.http_addr}}) {
+    if (!vm.count(flag)) continue;
+    auto parsed = parse_host_port(vm[flag].as<std::string>());
+    if (!parsed) return "--" + std::string(flag) + ": " + parsed.error().detail;
+    *addr = parsed.value();
   }
-  if (auto e = parse_host_port(vm["resp-addr"].as<std::string>(), c.resp_addr); !e.empty()) return "--resp-addr: " + e;
-  if (auto e = parse_host_port(vm["http-addr"].as<std::string>(), c.http_addr); !e.empty()) return "--http-addr: " + e;
   c.storage.dir = vm["data-dir"].as<std::string>();
   const std::string fsync = vm["fsync"].as<std::string>();
   if (fsync == "always") c.storage.fsync = FsyncMode::always;
@@ -267,14 +270,6 @@ std::string parse_node_name(const std::string& text, NodeId& out) {
   return {};
 }
 
-std::string parse_host_port(const std::string& text, HostPort& out) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0) return "expected host:port, got '" + text + "'";
-  out.host = text.substr(0, colon);
-  if (!parse_number(text.substr(colon + 1), out.port)) return "bad port in '" + text + "'";
-  return {};
-}
-
 std::string parse_cluster(const std::string& text, std::map<NodeId, HostPort>& out) {
   out.clear();
   std::size_t start = 0;
@@ -284,10 +279,10 @@ std::string parse_cluster(const std::string& text, std::map<NodeId, HostPort>& o
     const auto at = item.find('@');
     if (at == std::string::npos) return "expected name@host:port, got '" + item + "'";
     NodeId id = 0;
-    HostPort addr;
     if (auto e = parse_node_name(item.substr(0, at), id); !e.empty()) return e;
-    if (auto e = parse_host_port(item.substr(at + 1), addr); !e.empty()) return e;
-    if (!out.emplace(id, addr).second) return "n" + std::to_string(id) + " is listed twice";
+    auto addr = parse_host_port(item.substr(at + 1));
+    if (!addr) return addr.error().detail;
+    if (!out.emplace(id, addr.value()).second) return "n" + std::to_string(id) + " is listed twice";
     if (comma == std::string::npos) break;
     start = comma + 1;
   }

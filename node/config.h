@@ -8,16 +8,11 @@
 #include <vector>
 
 #include "core/replica.h"
+#include "net/host_port.h"
 #include "node/bridge.h"
 #include "node/storage.h"
 
 namespace kv {
-
-struct HostPort {
-  std::string host;
-  std::uint16_t port = 0;
-  std::string to_string() const { return host + ":" + std::to_string(port); }
-};
 
 struct NodeConfig {
   NodeId id = 0;
@@ -52,7 +47,6 @@ std::optional<NodeConfig> parse_node_config(int argc, char** argv, int& exit_cod
 
 // "n1@127.0.0.1:7001,n2@..." -> members. Returns an error message, empty on success.
 std::string parse_cluster(const std::string& text, std::map<NodeId, HostPort>& out);
-std::string parse_host_port(const std::string& text, HostPort& out);
 std::string parse_node_name(const std::string& text, NodeId& out);
 
 }  // namespace kv

@@ -69,7 +69,7 @@ The seed decides everything (cluster size, quorums, timers, fault rates, faults,
 every failure replays exactly, on any machine.
 
 Usage:
-  kvsim run --seeds A-B [--jobs N] [--json] [--quiet]
+  kvsim run --seeds A-B [--jobs N] [--json] [--quiet] [--hashes]
   kvsim replay (--seed S | --scenario FILE) [--trace FILE]
   kvsim check-determinism --seeds A-B [--jobs N]
   kvsim shrink (--seed S | --scenario FILE) [--out FILE]
@@ -93,7 +93,7 @@ Exit codes:
 )";
 
 constexpr std::string_view help_run =
-    R"(Usage: kvsim run --seeds A-B [--jobs N] [--json] [--quiet]
+    R"(Usage: kvsim run --seeds A-B [--jobs N] [--json] [--quiet] [--hashes]
 
 Runs the scenario of every seed from A to B (inclusive), each single-threaded, on N worker
 threads. Failing seeds are printed as they are found, in seed order:
@@ -112,6 +112,8 @@ Options:
                 seeds_per_s, sim_s, sim_to_wall_ratio, ops {invoked, ok, failed, unknown},
                 probes {name: {seeds, total}}
   --quiet       no progress bar and no FAIL lines: only the summary, which lists failing seeds
+  --hashes      also print "trace-hash S H" for every seed S, in seed order: the hash over its
+                events (as replay prints it), to compare the behaviour of two builds seed by seed
 
 A progress bar is drawn on stderr when it is a terminal.
 
@@ -513,6 +515,7 @@ struct Totals {
 
 struct SeedOutcome {
   std::vector<Violation> violations;
+  std::uint64_t trace_hash = 0;
   bool failed() const { return !violations.empty(); }
 };
 
@@ -593,6 +596,8 @@ int cmd_run(const Args& args) {
   const unsigned jobs = parse_jobs(args, summary.seeds.count());
   const bool json = args.has("--json");
   const bool quiet = args.has("--quiet");
+  const bool hashes = args.has("--hashes");
+  if (json && hashes) throw UsageError("--hashes and --json cannot be combined");
 
   std::vector<Totals> per_worker(jobs);
   ProgressBar bar(!quiet && stderr_is_terminal(), summary.seeds.count());
@@ -602,9 +607,10 @@ int cmd_run(const Args& args) {
       [&per_worker](unsigned worker, std::uint64_t seed) {
         RunResult r = run_seed(seed);
         per_worker[worker].add(r);
-        return SeedOutcome{std::move(r.violations)};
+        return SeedOutcome{std::move(r.violations), r.trace_hash};
       },
       [&](std::uint64_t seed, SeedOutcome& outcome) {
+        if (hashes) std::cout << "trace-hash " << seed << ' ' << hex16(outcome.trace_hash) << '\n';
         if (!outcome.failed()) return;
         if (!json && !quiet) {
           bar.clear();
@@ -869,7 +875,7 @@ struct Command {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> all = {
-      {"run", help_run, {{"--seeds", "--jobs"}, {"--json", "--quiet"}}, cmd_run},
+      {"run", help_run, {{"--seeds", "--jobs"}, {"--json", "--quiet", "--hashes"}}, cmd_run},
       {"replay", help_replay, {{"--seed", "--scenario", "--trace"}, {}}, cmd_replay},
       {"check-determinism", help_check_determinism, {{"--seeds", "--jobs"}, {}},
        cmd_check_determinism},

@@ -1,0 +1,45 @@
+// Parsing of host:port (see host_port.h).
+#include "net/host_port.h"
+
+#include "core/parse.h"
+
+namespace kv {
+
+Expected<HostPort> parse_host_port(std::string_view text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return invalid_input("expected host:port, got '" + std::string(text) + "'");
+  }
+  std::string_view host = text.substr(0, colon);
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') {
+      return invalid_input("expected [address]:port, got '" + std::string(text) + "'");
+    }
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string_view::npos) {
+    return invalid_input("an IPv6 address needs brackets, as in [::1]:7001, got '" +
+                         std::string(text) + "'");
+  }
+  const auto port = parse_integer<std::uint16_t>(text.substr(colon + 1));
+  if (!port) {
+    return invalid_input("bad port in '" + std::string(text) + "' (expected 0 to 65535)");
+  }
+  return HostPort{std::string(host), *port};
+}
+
+Expected<std::vector<HostPort>> parse_host_port_list(std::string_view text) {
+  std::vector<HostPort> out;
+  std::size_t start = 0;
+  while (true) {
+    const auto comma = text.find(',', start);
+    BOOST_OUTCOME_TRY(auto hp, parse_host_port(text.substr(start, comma - start)));
+    out.push_back(std::move(hp));
+    if (out.size() > host_port_list_max) {
+      return invalid_input("more than " + std::to_string(host_port_list_max) + " addresses");
+    }
+    if (comma == std::string_view::npos) return out;
+    start = comma + 1;
+  }
+}
+
+}  // namespace kv
