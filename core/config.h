@@ -1,0 +1,56 @@
+// What one node's replication core is told: the cluster, the quorums, the timers, the limits
+// and the bridges. These are the defaults of every knob; kvnode's flags and the simulator start
+// from them (node/config.cc, sim/world.cc) and never restate them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/ring.h"
+#include "core/version.h"
+
+namespace kv {
+
+enum class PgMode : std::uint8_t { off, sync, async };
+
+struct ReplicaConfig {
+  NodeId self = 0;                 // node ids are >= 1
+  std::vector<NodeId> members;     // every node of the cluster, self included
+  std::uint32_t vnodes_per_node = ring_vnodes_per_node_default;
+  std::uint32_t replicas = 3;      // N
+  std::uint32_t read_quorum = 2;   // R default
+  std::uint32_t write_quorum = 2;  // W default
+  bool sloppy_quorum = false;      // fallback nodes count toward W (trades C4/C5 for availability)
+
+  std::uint64_t request_timeout_ms = 2000;  // a client request's deadline
+  std::uint64_t retry_interval_ms = 150;    // resend to replicas that have not answered
+  std::uint64_t sloppy_after_ms = 300;      // sloppy mode: when fallbacks are tried
+  std::uint64_t hint_interval_ms = 400;     // how often held hints are offered to their targets
+  std::uint64_t tick_interval_ms = 20;      // timer resolution while work is pending
+
+  std::size_t key_bytes_max = 8 * 1024;
+  std::size_t value_bytes_max = 1024 * 1024;
+  std::size_t requests_in_flight_max = 10000;
+  std::size_t hints_max = 100000;
+  std::size_t hint_deliveries_per_interval_max = 256;
+
+  // Bridges.
+  PgMode pg_mode = PgMode::off;
+  std::size_t pg_queue_max = 10000;             // async: keys waiting to be written
+  std::size_t pg_writes_in_flight_max = 64;     // async: write calls outstanding at once
+  std::uint64_t pg_retry_initial_ms = 100;      // async: first retry after a failed write,
+  std::uint64_t pg_retry_max_ms = 5000;         //   doubling up to this
+  bool legacy = false;                          // read-through to the legacy API
+  std::uint64_t legacy_negative_ttl_ms = 5000;  // how long a not-found is remembered
+  std::uint32_t legacy_breaker_failures = 5;    // consecutive failures that open the breaker
+  std::uint64_t legacy_breaker_open_ms = 5000;  // how long it stays open before one probe
+  std::size_t miss_cache_max = 100000;          // remembered miss resolutions
+
+  // Request ids are request_id_base + a counter. The driver gives each incarnation of a node a
+  // different base (restart count, boot time), so that a reply to a request sent before a crash
+  // is never taken for a reply to a new request.
+  std::uint64_t request_id_base = 0;
+};
+
+}  // namespace kv

@@ -1,0 +1,45 @@
+#include "core/context.h"
+
+#include <cassert>
+#include <utility>
+
+namespace kv {
+
+Context::Context(ReplicaConfig c, DurableState s, std::uint64_t now)
+    : config(std::move(c)),
+      ring(config.vnodes_per_node),
+      state(std::move(s)),
+      hlc(config.self),
+      next_id(config.request_id_base + 1),
+      now_ms(now) {
+  assert(config.self != 0);
+  assert(config.replicas >= 1 && config.replicas <= config.members.size());
+  assert(config.read_quorum >= 1 && config.read_quorum <= config.replicas);
+  assert(config.write_quorum >= 1 && config.write_quorum <= config.replicas);
+  for (NodeId m : config.members) ring.add_node(m);
+  assert(ring.contains(config.self));
+  for (const Store::Entry* e : state.store.sorted()) hlc.observe(e->second.version);
+  for (const auto& [hint_key, record] : state.hints.hints()) hlc.observe(record.version);
+}
+
+bool Context::not_after_clock(const Version& v) const {
+  const Version& last = hlc.last();
+  return v.physical_ms < last.physical_ms ||
+         (v.physical_ms == last.physical_ms && v.counter <= last.counter);
+}
+
+void Context::send(NodeId to, MessageBody body) {
+  Message m{config.self, to, std::move(body)};
+  if (to == config.self) {
+    local.push_back(std::move(m));
+  } else {
+    ready.messages.push_back(std::move(m));
+  }
+}
+
+void Context::reply_error(std::uint64_t client_id, Errc e, std::string detail) {
+  if (e == Errc::invalid_argument) ++stats.invalid;
+  reply(ClientReply{client_id, make_error_code(e), std::move(detail), {}, {}});
+}
+
+}  // namespace kv

@@ -1,0 +1,48 @@
+// What every role of one node's replication core shares (see replica.h): the configuration, the
+// ring, the durable state and the clock, the counters, the id counter, and the batch of outputs
+// the current input is building. The roles hold a reference to it; only the facade owns it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+
+#include "core/config.h"
+#include "core/messages.h"
+#include "core/ring.h"
+#include "core/stats.h"
+#include "core/store.h"
+#include "core/version.h"
+
+namespace kv {
+
+struct Context {
+  // Checks the configuration (asserts), builds the ring, and sets the clock past everything
+  // `state` holds, so that stamps are past all this node ever stored whatever its clock says.
+  Context(ReplicaConfig config, DurableState state, std::uint64_t now_ms);
+
+  ReplicaConfig config;
+  Ring ring;
+  DurableState state;
+  Hlc hlc;
+  ReplicaStats stats;
+  std::uint64_t next_id;      // ids of requests and bridge calls alike: request_id_base + 1, 2, ..
+  std::uint64_t now_ms;       // the clock at the latest input
+  Ready ready;                // the outputs of the inputs since the last take_ready
+  std::deque<Message> local;  // messages to self, handled within the input that sent them
+
+  std::uint64_t new_id() { return next_id++; }
+  // Whether `id` was handed out by this incarnation.
+  bool issued(std::uint64_t id) const { return id > config.request_id_base && id < next_id; }
+  std::size_t majority() const { return config.replicas / 2 + 1; }
+  bool bridges_on() const { return config.pg_mode != PgMode::off || config.legacy; }
+  // At or before the clock's latest stamp: nothing this node holds may be ahead of its clock.
+  bool not_after_clock(const Version& v) const;
+
+  void send(NodeId to, MessageBody body);
+  void reply(ClientReply reply) { ready.replies.push_back(std::move(reply)); }
+  void reply_error(std::uint64_t client_id, Errc e, std::string detail);
+};
+
+}  // namespace kv

@@ -1,0 +1,47 @@
+#include "core/hint_delivery.h"
+
+#include <string>
+
+#include "core/context.h"
+
+namespace kv {
+
+HintDelivery::HintDelivery(Context& ctx, std::uint64_t now_ms)
+    : ctx_(ctx), next_round_ms_(now_ms + ctx.config.hint_interval_ms) {}
+
+// Resumes where the last round stopped, so that hints for a target that stays down do not
+// starve the others.
+void HintDelivery::deliver(std::uint64_t now_ms) {
+  if (now_ms < next_round_ms_ || ctx_.state.hints.size() == 0) return;
+  next_round_ms_ = now_ms + ctx_.config.hint_interval_ms;
+  const auto& hints = ctx_.state.hints.hints();
+  auto it = hints.lower_bound(cursor_);
+  for (std::size_t sent = 0; sent < ctx_.config.hint_deliveries_per_interval_max; ++sent) {
+    if (it == hints.end()) it = hints.begin();
+    const auto& [hint_key, record] = *it;
+    ctx_.send(hint_key.first, WriteReq{0, WriteKind::hint_delivery, hint_key.second, record, 0});
+    ++it;
+    if (sent + 1 == hints.size()) break;
+  }
+  cursor_ = it == hints.end() ? HintStore::HintKey{} : it->first;
+}
+
+void HintDelivery::on_ack(NodeId from, const WriteAck& m) {
+  if (ctx_.state.hints.remove_delivered(from, m.key, m.version)) {
+    ctx_.ready.persist.push_back(WalHintDone{from, m.key, m.version});
+    ++ctx_.stats.hints_delivered;
+  }
+}
+
+std::string HintDelivery::check_invariants() const {
+  if (ctx_.state.hints.size() > ctx_.config.hints_max) return "hints_max exceeded";
+  for (const auto& [hint_key, r] : ctx_.state.hints.hints()) {
+    if (hint_key.first == ctx_.config.self || !ctx_.ring.contains(hint_key.first)) {
+      return "hint for n" + std::to_string(hint_key.first) + ", not another member";
+    }
+    if (!ctx_.not_after_clock(r.version)) return "hint version ahead of the clock";
+  }
+  return {};
+}
+
+}  // namespace kv

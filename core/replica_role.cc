@@ -1,0 +1,55 @@
+#include "core/replica_role.h"
+
+#include "core/context.h"
+
+namespace kv {
+
+void ReplicaRole::on_read_req(NodeId from, const ReadReq& m) {
+  ctx_.send(from, ReadResp{m.req, m.key, ctx_.state.store.get(m.key)});
+}
+
+void ReplicaRole::on_write_req(NodeId from, const WriteReq& m) {
+  if (m.record.tombstone && !m.record.value.empty()) return;  // malformed: drop, never store
+  // A hint for a node outside this cluster (a peer configured with other members) could never
+  // be delivered: refused, unacknowledged (found by fuzzing).
+  if (m.hint_for != 0 && !ctx_.ring.contains(m.hint_for)) return;
+  ctx_.hlc.observe(m.record.version);
+  if (m.hint_for != 0 && m.hint_for != ctx_.config.self) {
+    if (!store_hint(m.hint_for, m.key, m.record)) return;  // not kept: must not be acknowledged
+  } else if (ctx_.state.store.apply(m.key, m.record)) {
+    ctx_.ready.persist.push_back(WalPut{m.key, m.record});
+    ++ctx_.stats.records_applied;
+    if (m.kind == WriteKind::client) misses_.forget(m.key);
+  } else {
+    ++ctx_.stats.stale_writes_ignored;
+  }
+  ctx_.send(from, WriteAck{m.req, m.kind, m.key, m.record.version});
+}
+
+bool ReplicaRole::store_hint(NodeId target, const std::string& key, const Record& r) {
+  const auto& hints = ctx_.state.hints.hints();
+  if (hints.size() >= ctx_.config.hints_max && !hints.contains({target, key})) {
+    ++ctx_.stats.hints_refused_full;
+    return false;
+  }
+  if (ctx_.state.hints.add(target, key, r)) {
+    ctx_.ready.persist.push_back(WalHint{target, key, r});
+    ++ctx_.stats.hints_stored;
+  }
+  return true;
+}
+
+std::string ReplicaRole::check_invariants() const {
+  for (const Store::Entry* e : ctx_.state.store.sorted()) {
+    const auto& [key, r] = *e;
+    if (key.empty() || key.size() > ctx_.config.key_bytes_max) return "stored key of bad size";
+    if (r.tombstone && !r.value.empty()) return "tombstone with a value for " + key;
+    if (!ctx_.not_after_clock(r.version)) {
+      return "stored version " + r.version.to_string() + " of " + key + " is ahead of the clock " +
+             ctx_.hlc.last().to_string();
+    }
+  }
+  return {};
+}
+
+}  // namespace kv
