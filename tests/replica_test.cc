@@ -1,148 +1,19 @@
-// Protocol scenarios for the replica state machine on a tiny in-test network: every message is
-// delivered in order unless its node is marked down, and time moves only when a test says so.
-// The seeded simulator covers the hostile cases; these pin down the expected behaviour of each
-// path one at a time.
+// Protocol scenarios for the replica state machine on the tiny in-test network of test_net.h:
+// every message is delivered in order unless its node is marked down, and time moves only when a
+// test says so. The seeded simulator covers the hostile cases; these pin down the expected
+// behaviour of each path one at a time (tests/protocol_test.cc pins down their whole traces).
 #include <gtest/gtest.h>
 
-#include <deque>
-#include <functional>
-#include <map>
+#include <algorithm>
 #include <memory>
-#include <set>
 
 #include "core/replica.h"
+#include "tests/test_net.h"
 
 namespace kv {
 namespace {
 
-// Stand-ins for PostgreSQL (a version-guarded table) and the legacy API (a map), answering the
-// bridge calls of the nodes; they can be taken down, and their answers held back.
-struct Services {
-  std::map<std::string, Record> table;
-  std::map<std::string, std::string> legacy;
-  bool pg_down = false, legacy_down = false;
-  int legacy_calls = 0, pg_calls = 0;
-
-  BridgeReply answer(const BridgeCall& c) {
-    BridgeReply r{c.id, c.kind, {}, {}, {}};
-    const bool down = c.kind == BridgeKind::legacy_fetch ? legacy_down : pg_down;
-    ++(c.kind == BridgeKind::legacy_fetch ? legacy_calls : pg_calls);
-    if (down) {
-      r.error = make_error_code(Errc::unavailable);
-      r.detail = std::string(bridge_name(c.kind)) + ": connection refused";
-      return r;
-    }
-    if (c.kind == BridgeKind::pg_write) {
-      auto [it, fresh] = table.try_emplace(c.key, *c.record);
-      if (!fresh && it->second.version < c.record->version) it->second = *c.record;
-    } else if (c.kind == BridgeKind::pg_lookup) {
-      if (auto it = table.find(c.key); it != table.end()) r.record = it->second;
-    } else if (auto it = legacy.find(c.key); it != legacy.end()) {
-      r.record = Record{Version{}, false, it->second};
-    }
-    return r;
-  }
-};
-
-class TestNet {
- public:
-  using Tweak = std::function<void(ReplicaConfig&)>;
-  explicit TestNet(std::uint32_t nodes, bool sloppy = false, std::vector<std::int64_t> skew_ms = {},
-                   Tweak tweak = {}, std::shared_ptr<Services> services = {})
-      : services_(services ? services : std::make_shared<Services>()) {
-    for (NodeId id = 1; id <= nodes; ++id) {
-      ReplicaConfig c;
-      c.self = id;
-      for (NodeId m = 1; m <= nodes; ++m) c.members.push_back(m);
-      c.sloppy_quorum = sloppy;
-      if (tweak) tweak(c);
-      skew_[id] = id - 1 < skew_ms.size() ? skew_ms[id - 1] : 0;
-      replicas_.emplace(id, Replica(c, DurableState{}, clock(id)));
-    }
-  }
-
-  std::uint64_t clock(NodeId id) { return static_cast<std::uint64_t>(static_cast<std::int64_t>(now_ms_) + skew_[id]); }
-  Replica& at(NodeId id) { return replicas_.at(id); }
-
-  // Starts a request without waiting for its reply.
-  std::uint64_t send(NodeId coordinator, ClientRequest rq) {
-    rq.id = ++next_client_id_;
-    at(coordinator).on_client(rq, clock(coordinator));
-    return rq.id;
-  }
-
-  ClientReply call(NodeId coordinator, ClientRequest rq) {
-    rq.id = ++next_client_id_;
-    at(coordinator).on_client(rq, clock(coordinator));
-    pump();
-    for (int i = 0; i < 400 && !reply_for(rq.id); ++i) advance(10);
-    auto r = reply_for(rq.id);
-    EXPECT_TRUE(r) << "no reply";
-    return r ? *r : ClientReply{};
-  }
-
-  // Delivers every pending message (to nodes that are up) until the network is quiet.
-  void pump() {
-    for (int round = 0; round < 10000; ++round) {
-      for (auto& [id, r] : replicas_) {
-        Ready ready = r.take_ready();
-        persisted_[id].insert(persisted_[id].end(), ready.persist.begin(), ready.persist.end());
-        for (auto& m : ready.messages) wire_.push_back(m);
-        for (auto& c : ready.replies) replies_.push_back(c);
-        for (auto& c : ready.bridge_calls) calls_.emplace_back(id, c);
-      }
-      if (!hold_bridges_ && !calls_.empty()) {
-        auto [node, c] = calls_.front();
-        calls_.pop_front();
-        at(node).on_bridge_reply(services_->answer(c), clock(node));
-        continue;
-      }
-      if (wire_.empty()) return;
-      Message m = wire_.front();
-      wire_.pop_front();
-      if (down_.contains(m.to) || down_.contains(m.from)) continue;
-      at(m.to).on_message(m, clock(m.to));
-    }
-    FAIL() << "network never went quiet";
-  }
-
-  void advance(std::uint64_t ms) {
-    now_ms_ += ms;
-    for (auto& [id, r] : replicas_) {
-      if (!down_.contains(id)) r.on_tick(clock(id));
-    }
-    pump();
-  }
-
-  std::optional<ClientReply> reply_for(std::uint64_t id) const {
-    for (const auto& r : replies_) {
-      if (r.id == id) return r;
-    }
-    return std::nullopt;
-  }
-
-  std::set<NodeId> down_;
-  std::map<NodeId, std::vector<WalEntry>> persisted_;
-  bool hold_bridges_ = false;  // bridge calls wait until this is cleared and pump() runs
-  std::shared_ptr<Services> services_;
-
- private:
-  std::deque<std::pair<NodeId, BridgeCall>> calls_;
-  std::map<NodeId, Replica> replicas_;
-  std::map<NodeId, std::int64_t> skew_;
-  std::deque<Message> wire_;
-  std::vector<ClientReply> replies_;
-  std::uint64_t now_ms_ = 1'000'000;
-  std::uint64_t next_client_id_ = 0;
-};
-
-ClientRequest put(std::string key, std::string value, std::uint32_t w = 0) {
-  return ClientRequest{0, OpType::put, std::move(key), std::move(value), 0, w};
-}
-ClientRequest get(std::string key, std::uint32_t r = 0) {
-  return ClientRequest{0, OpType::get, std::move(key), {}, r, 0};
-}
-ClientRequest del(std::string key) { return ClientRequest{0, OpType::del, std::move(key), {}, 0, 0}; }
+using namespace test;
 
 std::vector<NodeId> owners(TestNet& net, const std::string& key) {
   return net.at(1).ring().preference_list(key, 3);
