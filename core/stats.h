@@ -1,21 +1,23 @@
-// What one node's replication core counted. kvnode exports these on /metrics and the simulator
-// reports how often each rare path was taken.
+// What one node's replication core counted, and the one table that names each counter: kvnode
+// exports them on /metrics as kv_<name>_total, the simulator reports each as a rare-path probe,
+// and the protocol tests print them, all from replica_stat_fields.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <string_view>
 
 namespace kv {
 
-// Counters of what the replica did; the simulator reports how often each rare path was taken.
 struct ReplicaStats {
   std::uint64_t gets = 0, puts = 0, dels = 0;
   std::uint64_t read_repairs_sent = 0;
   std::uint64_t records_applied = 0;
-  std::uint64_t stale_writes_ignored = 0;   // a write older than what the store holds
+  std::uint64_t stale_writes_ignored = 0;
   std::uint64_t quorum_unavailable = 0;
   std::uint64_t timeouts = 0;
   std::uint64_t retries_sent = 0;
-  std::uint64_t stamps_past_seen = 0;       // C5: a replica's version was ahead of our clock
+  std::uint64_t stamps_past_seen = 0;
   std::uint64_t hints_stored = 0;
   std::uint64_t hints_delivered = 0;
   std::uint64_t hints_refused_full = 0;
@@ -23,16 +25,78 @@ struct ReplicaStats {
   std::uint64_t overloaded = 0;
   std::uint64_t invalid = 0;
   // Bridges
-  std::uint64_t pg_writes = 0, pg_write_errors = 0;        // calls made, calls that failed
+  std::uint64_t pg_writes = 0, pg_write_errors = 0;
   std::uint64_t pg_lookups = 0, pg_lookup_errors = 0;
-  std::uint64_t pg_queue_full = 0;                         // async: writes refused, queue full
-  std::uint64_t pg_queue_coalesced = 0;                    // async: a queued write superseded
+  std::uint64_t pg_queue_full = 0;
+  std::uint64_t pg_queue_coalesced = 0;
   std::uint64_t legacy_fetches = 0, legacy_errors = 0, legacy_not_found = 0;
-  std::uint64_t misses_coalesced = 0;     // a read joined a resolution already under way
-  std::uint64_t miss_cache_hits = 0;      // a read answered from a remembered resolution
-  std::uint64_t hydrations = 0;           // resolutions that found a record and wrote it back
+  std::uint64_t misses_coalesced = 0;
+  std::uint64_t miss_cache_hits = 0;
+  std::uint64_t hydrations = 0;
   std::uint64_t breaker_opened = 0;
-  std::uint64_t breaker_rejected = 0;     // reads failed at once because the breaker was open
+  std::uint64_t breaker_rejected = 0;
 };
+
+struct StatField {
+  std::string_view name;  // the member's own name
+  std::uint64_t ReplicaStats::*member;
+  std::string_view help;  // what one count means, for /metrics' HELP line
+};
+
+inline constexpr std::array replica_stat_fields = {
+    StatField{"gets", &ReplicaStats::gets, "client gets coordinated"},
+    StatField{"puts", &ReplicaStats::puts, "client puts coordinated"},
+    StatField{"dels", &ReplicaStats::dels, "client deletes coordinated"},
+    StatField{"read_repairs_sent", &ReplicaStats::read_repairs_sent,
+              "stale replicas sent a newer record by a read"},
+    StatField{"records_applied", &ReplicaStats::records_applied,
+              "records merged into this node's store"},
+    StatField{"stale_writes_ignored", &ReplicaStats::stale_writes_ignored,
+              "writes older than what this node's store holds"},
+    StatField{"quorum_unavailable", &ReplicaStats::quorum_unavailable,
+              "requests failed: too few replicas answered; nothing written"},
+    StatField{"timeouts", &ReplicaStats::timeouts,
+              "writes failed with too few acknowledgements; outcome unknown"},
+    StatField{"retries_sent", &ReplicaStats::retries_sent,
+              "requests resent to replicas that had not answered"},
+    StatField{"stamps_past_seen", &ReplicaStats::stamps_past_seen,
+              "writes stamped past a version ahead of this node's clock (C5)"},
+    StatField{"hints_stored", &ReplicaStats::hints_stored,
+              "hints kept for replicas that did not acknowledge"},
+    StatField{"hints_delivered", &ReplicaStats::hints_delivered, "hints handed to their target"},
+    StatField{"hints_refused_full", &ReplicaStats::hints_refused_full,
+              "hints not kept because hints_max was reached"},
+    StatField{"sloppy_fallback_writes", &ReplicaStats::sloppy_fallback_writes,
+              "sloppy mode: writes sent to a stand-in for a silent replica"},
+    StatField{"overloaded", &ReplicaStats::overloaded,
+              "requests refused: requests_in_flight_max reached"},
+    StatField{"invalid", &ReplicaStats::invalid, "requests refused as invalid"},
+    StatField{"pg_writes", &ReplicaStats::pg_writes, "PostgreSQL write calls made"},
+    StatField{"pg_write_errors", &ReplicaStats::pg_write_errors, "PostgreSQL write calls failed"},
+    StatField{"pg_lookups", &ReplicaStats::pg_lookups, "PostgreSQL lookup calls made"},
+    StatField{"pg_lookup_errors", &ReplicaStats::pg_lookup_errors,
+              "PostgreSQL lookups failed or answered with a malformed row"},
+    StatField{"pg_queue_full", &ReplicaStats::pg_queue_full,
+              "async: writes refused because the write-behind queue was full"},
+    StatField{"pg_queue_coalesced", &ReplicaStats::pg_queue_coalesced,
+              "async: queued writes superseded by a newer write of the key"},
+    StatField{"legacy_fetches", &ReplicaStats::legacy_fetches, "legacy API calls made"},
+    StatField{"legacy_errors", &ReplicaStats::legacy_errors,
+              "legacy API calls failed or answered with a value too large"},
+    StatField{"legacy_not_found", &ReplicaStats::legacy_not_found,
+              "misses the legacy API answered with not found"},
+    StatField{"misses_coalesced", &ReplicaStats::misses_coalesced,
+              "reads that joined a miss resolution already under way"},
+    StatField{"miss_cache_hits", &ReplicaStats::miss_cache_hits,
+              "reads answered from a remembered miss resolution"},
+    StatField{"hydrations", &ReplicaStats::hydrations,
+              "miss resolutions that found a record and wrote it to the replicas"},
+    StatField{"breaker_opened", &ReplicaStats::breaker_opened,
+              "times the legacy API circuit breaker opened"},
+    StatField{"breaker_rejected", &ReplicaStats::breaker_rejected,
+              "reads failed at once because the legacy API circuit breaker was open"},
+};
+static_assert(replica_stat_fields.size() * sizeof(std::uint64_t) == sizeof(ReplicaStats),
+              "every ReplicaStats member has its row in replica_stat_fields");
 
 }  // namespace kv

@@ -236,14 +236,12 @@ std::string Node::metrics_text() const {
   metric_header(out, "kv_request_duration_seconds", "histogram", "client request latency");
   for (const auto& [op, m] : op_metrics_) m.latency.write(out, "kv_request_duration_seconds", "op=\"" + op + "\"");
   const ReplicaStats& s = replica_.stats();
-  auto counter = [&](const char* name, const char* help, std::uint64_t v) {
-    metric_header(out, name, "counter", help);
-    out += std::string(name) + " " + std::to_string(v) + "\n";
-  };
-  counter("kv_quorum_failures_total", "requests that did not reach their quorum", s.quorum_unavailable + s.timeouts);
-  counter("kv_read_repairs_total", "stale replicas sent a newer record by a read", s.read_repairs_sent);
-  counter("kv_hints_stored_total", "hints kept for replicas that did not acknowledge", s.hints_stored);
-  counter("kv_hints_delivered_total", "hints handed to their target", s.hints_delivered);
+  // Every counter of the core, named by its one table (core/stats.h).
+  for (const StatField& f : replica_stat_fields) {
+    const std::string name = "kv_" + std::string(f.name) + "_total";
+    metric_header(out, name, "counter", std::string(f.help));
+    out += name + " " + std::to_string(s.*f.member) + "\n";
+  }
   metric_header(out, "kv_hints_pending", "gauge", "hints held now");
   out += "kv_hints_pending " + std::to_string(replica_.state().hints.size()) + "\n";
   metric_header(out, "kv_wal_fsync_duration_seconds", "histogram", "WAL fsync latency");
@@ -268,14 +266,6 @@ std::string Node::metrics_text() const {
   const double lag = oldest && now > *oldest ? static_cast<double>(now - *oldest) / 1000.0 : 0.0;
   gauge("kv_pg_queue_lag_seconds", "async: how long the oldest queued key has waited", std::to_string(lag));
   gauge("kv_legacy_breaker_open", "1 while the legacy API circuit breaker is open", replica_.legacy_breaker_open(now) ? "1" : "0");
-  counter("kv_pg_queue_full_total", "async: writes refused because the write-behind queue was full", s.pg_queue_full);
-  counter("kv_pg_queue_coalesced_total", "async: queued writes superseded by a newer write of the key", s.pg_queue_coalesced);
-  counter("kv_misses_coalesced_total", "reads that joined a miss resolution already under way", s.misses_coalesced);
-  counter("kv_miss_cache_hits_total", "reads answered from a remembered miss resolution", s.miss_cache_hits);
-  counter("kv_hydrations_total", "miss resolutions that found a record and wrote it to the replicas", s.hydrations);
-  counter("kv_legacy_breaker_opened_total", "times the legacy API circuit breaker opened", s.breaker_opened);
-  counter("kv_legacy_breaker_rejected_total", "reads failed at once because the breaker was open", s.breaker_rejected);
-  counter("kv_legacy_not_found_total", "misses the legacy API answered with not found", s.legacy_not_found);
   if (pg_) pg_->write_metrics(out);
   if (legacy_) legacy_->write_metrics(out);
   return out;

@@ -143,7 +143,8 @@ struct RunResult {
   std::uint64_t events = 0;
   std::uint64_t sim_time_us = 0;      // virtual time at the end of the run
   std::uint64_t ops_invoked = 0, ops_ok = 0, ops_failed = 0, ops_unknown = 0;
-  std::map<std::string, std::uint64_t> probes;  // rare paths and faults: name -> times hit
+  // Rare paths and faults: name -> times hit; every probe is listed, the unhit at 0.
+  std::map<std::string, std::uint64_t, std::less<>> probes;
   std::vector<std::uint64_t> event_hashes;      // if keep_event_hashes: hash after each event
 
   bool ok() const { return violations.empty(); }

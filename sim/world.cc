@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cassert>
+#include <string_view>
+#include <vector>
 
 #include "core/hash.h"
 #include "core/wal.h"
@@ -61,6 +63,34 @@ std::uint64_t digest(const Message& m) {
 
 }  // namespace
 
+// Every probe a run can count, registered before the run starts, so that a report lists the
+// ones no seed reached as "never hit": the world's own faults and paths, then every counter of
+// the replicas (core/stats.h).
+namespace {
+
+const std::vector<std::string_view>& probe_names() {
+  static const std::vector<std::string_view> names = [] {
+    std::vector<std::string_view> all = {
+        "bridge_error", "bridge_reply_lost", "client_timeout", "cluster_wipe", "crash",
+        "crash_after_ack", "crash_lost_unsynced", "crash_torn_garbage", "fsync_slow",
+        "legacy_outage", "message_dropped", "message_duplicated", "message_long_tail",
+        "message_partitioned", "partition", "partition_one_way", "pg_outage", "power_loss",
+        "recovered_from_snapshot", "snapshot_taken", "wal_corrupt_tail_cut", "wal_torn_tail_cut",
+    };
+    for (const StatField& f : replica_stat_fields) all.push_back(f.name);
+    return all;
+  }();
+  return names;
+}
+
+}  // namespace
+
+void World::probe(std::string_view name, std::uint64_t n) {
+  auto it = result_.probes.find(name);
+  assert(it != result_.probes.end() && "a probe missing from probe_names()");
+  it->second += n;
+}
+
 World::World(const Scenario& scenario, const RunOptions& options)
     : sc_(scenario),
       options_(options),
@@ -74,6 +104,7 @@ World::World(const Scenario& scenario, const RunOptions& options)
   for (NodeId id = 1; id <= k.nodes; ++id) node(id).id = id;
   clients_.resize(sc_.clients.size());
   result_.seed = sc_.seed;
+  for (std::string_view name : probe_names()) result_.probes.emplace(name, 0);
 }
 
 RunResult World::run() {
@@ -552,32 +583,7 @@ void World::check_recovered(const Node& n, const DurableState& state) {
 
 // The replica's counters die with it: fold them into the run's probes first.
 void World::collect_stats(const Replica& r) {
-  const ReplicaStats& s = r.stats();
-  probe("read_repair", s.read_repairs_sent);
-  probe("hint_stored", s.hints_stored);
-  probe("hint_delivered", s.hints_delivered);
-  probe("hint_refused_full", s.hints_refused_full);
-  probe("quorum_unavailable", s.quorum_unavailable);
-  probe("write_timeout_unknown", s.timeouts);
-  probe("retry_sent", s.retries_sent);
-  probe("stamp_past_seen_version", s.stamps_past_seen);
-  probe("sloppy_fallback_write", s.sloppy_fallback_writes);
-  probe("stale_write_ignored", s.stale_writes_ignored);
-  probe("overloaded", s.overloaded);
-  probe("pg_write", s.pg_writes);
-  probe("pg_write_error", s.pg_write_errors);
-  probe("pg_lookup", s.pg_lookups);
-  probe("pg_lookup_error", s.pg_lookup_errors);
-  probe("pg_queue_full", s.pg_queue_full);
-  probe("pg_queue_coalesced", s.pg_queue_coalesced);
-  probe("legacy_fetch", s.legacy_fetches);
-  probe("legacy_error", s.legacy_errors);
-  probe("legacy_not_found", s.legacy_not_found);
-  probe("miss_coalesced", s.misses_coalesced);
-  probe("miss_cache_hit", s.miss_cache_hits);
-  probe("hydration", s.hydrations);
-  probe("breaker_opened", s.breaker_opened);
-  probe("breaker_rejected", s.breaker_rejected);
+  for (const StatField& f : replica_stat_fields) probe(f.name, r.stats().*f.member);
 }
 
 void World::violation(std::string property, std::string detail) {

@@ -10,6 +10,7 @@
 #include <optional>
 #include <queue>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -132,7 +133,8 @@ class World {
 
   void collect_stats(const Replica& r);
   void check_recovered(const Node& n, const DurableState& state);
-  void probe(const char* name, std::uint64_t n = 1) { result_.probes[name] += n; }
+  // Counts a rare path or fault; `name` must be one of probe_names() (world.cc).
+  void probe(std::string_view name, std::uint64_t n = 1);
   void violation(std::string property, std::string detail);
 
   const Scenario& sc_;

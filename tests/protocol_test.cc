@@ -570,26 +570,9 @@ class Script {
 
   void stats(NodeId id) {
     const ReplicaStats& s = net_->at(id).stats();
-    const std::pair<const char*, std::uint64_t> all[] = {
-        {"gets", s.gets}, {"puts", s.puts}, {"dels", s.dels},
-        {"read_repairs_sent", s.read_repairs_sent}, {"records_applied", s.records_applied},
-        {"stale_writes_ignored", s.stale_writes_ignored},
-        {"quorum_unavailable", s.quorum_unavailable}, {"timeouts", s.timeouts},
-        {"retries_sent", s.retries_sent}, {"stamps_past_seen", s.stamps_past_seen},
-        {"hints_stored", s.hints_stored}, {"hints_delivered", s.hints_delivered},
-        {"hints_refused_full", s.hints_refused_full},
-        {"sloppy_fallback_writes", s.sloppy_fallback_writes}, {"overloaded", s.overloaded},
-        {"invalid", s.invalid}, {"pg_writes", s.pg_writes}, {"pg_write_errors", s.pg_write_errors},
-        {"pg_lookups", s.pg_lookups}, {"pg_lookup_errors", s.pg_lookup_errors},
-        {"pg_queue_full", s.pg_queue_full}, {"pg_queue_coalesced", s.pg_queue_coalesced},
-        {"legacy_fetches", s.legacy_fetches}, {"legacy_errors", s.legacy_errors},
-        {"legacy_not_found", s.legacy_not_found}, {"misses_coalesced", s.misses_coalesced},
-        {"miss_cache_hits", s.miss_cache_hits}, {"hydrations", s.hydrations},
-        {"breaker_opened", s.breaker_opened}, {"breaker_rejected", s.breaker_rejected},
-    };
     std::string line = node(id) + ":";
-    for (const auto& [name, v] : all) {
-      if (v != 0) line += " " + std::string(name) + "=" + std::to_string(v);
+    for (const StatField& f : replica_stat_fields) {
+      if (s.*f.member != 0) line += " " + std::string(f.name) + "=" + std::to_string(s.*f.member);
     }
     out_.push_back(line);
   }
