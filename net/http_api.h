@@ -28,7 +28,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/json/value.hpp>
 
-#include "node/api.h"
+#include "net/node_api.h"
 
 namespace kv {
 

@@ -13,9 +13,9 @@
 
 #include "core/replica.h"
 #include "net/http_server.h"
+#include "net/node_api.h"
 #include "net/peer_links.h"
 #include "net/resp_server.h"
-#include "node/api.h"
 #include "node/bridge.h"
 #include "node/config.h"
 #include "node/metrics.h"
