@@ -27,8 +27,8 @@ class Node final : public NodeApi {
  public:
   Node(boost::asio::io_context& io, NodeConfig config, std::unique_ptr<Storage> storage);
 
-  // Binds every listener and connects to the peers. Returns an error message, empty on success.
-  std::string start();
+  // Binds every listener and connects to the peers.
+  Expected<void> start();
   // Stops accepting clients, lets in-flight requests finish (up to `grace`), then stops.
   void drain_and_stop(std::chrono::milliseconds grace, std::function<void()> done);
 
