@@ -280,12 +280,12 @@ class LegacyBridge final : public Bridge {
       if (c->curl_error[0] != '\0') detail += " (" + std::string(c->curl_error) + ")";
       return fail(std::move(c), std::move(detail));
     }
-    const LegacyAnswer a = parse_legacy_answer(status, c->body, options_.field, options_.body_bytes_max);
-    if (a.kind == LegacyAnswer::Kind::error) return fail(std::move(c), "legacy API: " + a.error);
+    auto answer = parse_legacy_answer(status, c->body, options_.field, options_.body_bytes_max);
+    if (!answer) return fail(std::move(c), "legacy API: " + answer.error().detail);
     BridgeReply r;
     r.id = c->id;
     r.kind = BridgeKind::legacy_fetch;
-    if (a.kind == LegacyAnswer::Kind::value) r.record = Record{Version{}, false, a.value};
+    if (answer.value()) r.record = Record{Version{}, false, std::move(*answer.value())};
     complete(std::move(c), std::move(r));
   }
 
