@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "node/api.h"
+#include "net/node_api.h"
 
 namespace kv::fuzz {
 

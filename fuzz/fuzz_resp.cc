@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/parse.h"
 #include "fuzz/common.h"
 #include "fuzz/fake_node.h"
 #include "net/resp.h"
@@ -129,9 +130,9 @@ std::size_t skip_reply(std::string_view out, std::size_t at, int depth = 0) {
     case '-':
       return cr + 2;
     case ':':
-      return parse_int(line) ? cr + 2 : bad;
+      return parse_integer<std::int64_t>(line) ? cr + 2 : bad;
     case '$': {
-      const auto n = parse_int(line);
+      const auto n = parse_integer<std::int64_t>(line);
       if (!n || *n < -1) return bad;
       if (*n == -1) return cr + 2;
       const std::size_t end = cr + 2 + static_cast<std::size_t>(*n);
@@ -139,7 +140,7 @@ std::size_t skip_reply(std::string_view out, std::size_t at, int depth = 0) {
       return end + 2;
     }
     case '*': {
-      const auto n = parse_int(line);
+      const auto n = parse_integer<std::int64_t>(line);
       if (!n || *n < -1) return bad;
       std::size_t next = cr + 2;
       for (std::int64_t i = 0; i < *n && next != bad; ++i) next = skip_reply(out, next, depth + 1);

@@ -1,6 +1,8 @@
 // Parsing of host:port (see host_port.h).
 #include "net/host_port.h"
 
+#include <boost/asio/ip/address.hpp>
+
 #include "core/parse.h"
 
 namespace kv {
@@ -25,6 +27,17 @@ Expected<HostPort> parse_host_port(std::string_view text) {
     return invalid_input("bad port in '" + std::string(text) + "' (expected 0 to 65535)");
   }
   return HostPort{std::string(host), *port};
+}
+
+Expected<boost::asio::ip::tcp::endpoint> tcp_endpoint(const HostPort& hp) {
+  boost::system::error_code ec;
+  const auto address =
+      boost::asio::ip::make_address(hp.host == "localhost" ? "127.0.0.1" : hp.host, ec);
+  if (ec) {
+    return invalid_input("'" + hp.host +
+                         "' is not an IP address (names other than localhost are not looked up)");
+  }
+  return boost::asio::ip::tcp::endpoint(address, hp.port);
 }
 
 Expected<std::vector<HostPort>> parse_host_port_list(std::string_view text) {

@@ -1,6 +1,7 @@
 // The one host:port type: every address a binary takes (listen addresses, peers, the targets of
 // kvctl and kvbench) is parsed here. The host is kept as written (an IP address or a name); what
-// it resolves to is the connecting code's business. IPv6 addresses are written in brackets.
+// it resolves to is the connecting code's business (tcp_endpoint() for kvnode's listeners and
+// peers). IPv6 addresses are written in brackets.
 #pragma once
 
 #include <cstddef>
@@ -8,6 +9,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
 
 #include "core/errors.h"
 
@@ -30,5 +33,9 @@ inline constexpr std::size_t host_port_list_max = 1024;
 Expected<HostPort> parse_host_port(std::string_view text);
 // "a:1,b:2": at least one, at most host_port_list_max.
 Expected<std::vector<HostPort>> parse_host_port_list(std::string_view text);
+
+// The TCP endpoint of an IP address, or of "localhost" (127.0.0.1). kvnode binds and connects
+// without name lookups, so any other name is refused rather than looked up.
+Expected<boost::asio::ip::tcp::endpoint> tcp_endpoint(const HostPort& hp);
 
 }  // namespace kv

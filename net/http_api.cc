@@ -1,9 +1,11 @@
 // The HTTP/JSON request handler (see http_api.h): routing, strict parsing of keys, quorums and
 // bodies, and the mapping of core replies and errors to status codes. Bad input is answered
-// here, before it reaches the node, with a JSON error that names what was wrong.
+// here, before it reaches the node, with a JSON error that names what was wrong. Percent-encoding
+// and query strings are read with Boost.URL.
 #include "net/http_api.h"
 
 #include <cstdint>
+#include <optional>
 #include <utility>
 
 #include <boost/beast/http/field.hpp>
@@ -11,6 +13,11 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/system/error_code.hpp>
+#include <boost/url/params_encoded_view.hpp>
+#include <boost/url/parse_query.hpp>
+#include <boost/url/pct_string_view.hpp>
+
+#include "core/parse.h"
 
 namespace kv {
 
@@ -53,93 +60,84 @@ HttpResponse method_not_allowed(std::string_view method, std::string_view allow,
 
 // ---- Query parameters ----
 
-// A quorum from the query: 0 when absent (the core's configured default), or an error message.
-struct QuorumParse {
-  std::uint32_t value = 0;
-  std::string error;
-};
-
-bool parse_positive(std::string_view digits, std::uint32_t* out) {
-  if (digits.empty() || digits.size() > quorum_digits_max) return false;
-  std::uint32_t v = 0;
-  for (char c : digits) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<std::uint32_t>(c - '0');
-  }
-  *out = v;
-  return v > 0;
-}
-
+// A quorum from the query: 0 when absent (the core's configured default).
 // Reads `name` (r or w) strictly; `misplaced` is the other one, refused rather than ignored so
-// that `GET ?w=3` does not silently read with the default quorum. Other parameters are ignored.
-QuorumParse parse_quorum(std::string_view query, std::string_view name, std::string_view misplaced,
-                         std::string_view misplaced_why) {
-  QuorumParse out;
-  bool seen = false;
-  while (!query.empty()) {
-    const std::size_t amp = query.find('&');
-    const std::string_view param = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    const std::size_t eq = param.find('=');
-    const std::string_view pname = param.substr(0, eq);
-    const std::string_view pvalue =
-        eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1);
-    if (pname == misplaced) return {0, std::string(misplaced_why)};
-    if (pname != name) continue;
-    if (seen) return {0, "query parameter " + std::string(name) + " given twice"};
-    seen = true;
-    if (!parse_positive(pvalue, &out.value)) {
-      return {0, "query parameter " + std::string(name) +
-                     " must be a positive integer of at most " + std::to_string(quorum_digits_max) +
-                     " digits"};
+// that `GET ?w=3` does not silently read with the default quorum. Other parameters are ignored,
+// but the whole query must be well formed (RFC 3986 characters, valid %XX escapes). Names and
+// values are compared as sent, not decoded: "w=%32" is not a quorum.
+Expected<std::uint32_t> parse_quorum(std::string_view query, std::string_view name,
+                                     std::string_view misplaced, std::string_view misplaced_why) {
+  if (query.empty()) return 0u;
+  // Boost 1.81's parse_query sizes the view it returns with strlen(), so it is given a copy that
+  // ends in a NUL; a query it accepts holds no NUL byte, so the view covers exactly the query.
+  const std::string terminated(query);
+  const auto params = boost::urls::parse_query(terminated);
+  if (!params) {
+    return invalid_input("query parameters are not a valid URL query (" +
+                         params.error().message() + ")");
+  }
+  std::optional<std::uint32_t> quorum;
+  for (const auto param : *params) {
+    const std::string_view key(param.key.data(), param.key.size());
+    if (key == misplaced) return invalid_input(std::string(misplaced_why));
+    if (key != name) continue;
+    if (quorum) return invalid_input("query parameter " + std::string(name) + " given twice");
+    const std::string_view digits(param.value.data(), param.has_value ? param.value.size() : 0);
+    quorum = digits.size() <= quorum_digits_max ? parse_integer<std::uint32_t>(digits)
+                                                : std::nullopt;
+    if (!quorum || *quorum == 0) {
+      return invalid_input("query parameter " + std::string(name) +
+                           " must be a positive integer of at most " +
+                           std::to_string(quorum_digits_max) + " digits");
     }
   }
-  return out;
+  return quorum.value_or(0);
 }
 
 // ---- Bodies ----
 
-// The "value" of a write body, or why there is none. Content-Type is not checked: `curl -d`
-// without -H labels the body form-encoded, and the body is read as JSON whatever the label.
-struct ValueParse {
-  std::string value;
-  std::string error;  // empty on success
-};
-
-ValueParse parse_value(std::string_view body) {
+// The "value" of a write body. Content-Type is not checked: `curl -d` without -H labels the
+// body form-encoded, and the body is read as JSON whatever the label.
+Expected<std::string> parse_value(std::string_view body) {
   constexpr std::string_view expected = R"(expected a JSON object {"value": "..."})";
-  if (body.empty()) return {{}, "missing body: " + std::string(expected)};
+  if (body.empty()) return invalid_input("missing body: " + std::string(expected));
   boost::system::error_code ec;
   const json::value doc = json::parse(body, ec);
-  if (ec) return {{}, "invalid JSON body (" + ec.message() + "): " + std::string(expected)};
+  if (ec) {
+    return invalid_input("invalid JSON body (" + ec.message() + "): " + std::string(expected));
+  }
   const json::object* obj = doc.if_object();
-  if (obj == nullptr) return {{}, "body is not a JSON object: " + std::string(expected)};
+  if (obj == nullptr) return invalid_input("body is not a JSON object: " + std::string(expected));
   const json::value* value = obj->if_contains("value");
-  if (value == nullptr) return {{}, R"(missing "value" in body: )" + std::string(expected)};
-  if (!value->is_string()) return {{}, R"("value" must be a JSON string)"};
-  return {std::string(value->get_string()), {}};
+  if (value == nullptr) {
+    return invalid_input(R"(missing "value" in body: )" + std::string(expected));
+  }
+  if (!value->is_string()) return invalid_input(R"("value" must be a JSON string)");
+  return std::string(value->get_string());
 }
 
 // ---- Core replies ----
 
-HttpResponse core_error_reply(const ClientReply& reply, ReplyTo to) {
-  http::status status = http::status::internal_server_error;
-  bool retry = false;
-  if (reply.error == Errc::invalid_argument) {
-    // The core names the limit it enforced in the detail; that is the only thing that tells an
-    // oversized value from another invalid argument.
-    const bool too_large = reply.detail.find("value_bytes_max") != std::string::npos;
-    status = too_large ? http::status::payload_too_large : http::status::bad_request;
-  } else if (reply.error == Errc::quorum_unavailable) {
-    status = http::status::service_unavailable;
-  } else if (reply.error == Errc::timeout) {
-    status = http::status::gateway_timeout;
-  } else if (reply.error == Errc::overloaded) {
-    status = http::status::service_unavailable;
-    retry = true;
-  } else if (reply.error == Errc::unavailable) {
-    status = http::status::service_unavailable;  // PostgreSQL or the legacy API, named in the detail
+// The status for an error a client can see (core/errors.h). Anything outside the "kv"
+// category is a bug in the node: 500.
+http::status status_of(std::error_code error) {
+  if (error.category() != errc_category()) return http::status::internal_server_error;
+  switch (static_cast<Errc>(error.value())) {
+    case Errc::invalid_argument: return http::status::bad_request;
+    case Errc::quorum_unavailable: return http::status::service_unavailable;
+    case Errc::timeout: return http::status::gateway_timeout;
+    case Errc::overloaded: return http::status::service_unavailable;  // with Retry-After
+    case Errc::unavailable: return http::status::service_unavailable;  // PostgreSQL or legacy API
   }
+  return http::status::internal_server_error;
+}
+
+// `oversized`: the request was a put whose value is over value_bytes_max, so an invalid
+// argument is that value (413), whatever else the core found wrong with the request.
+HttpResponse core_error_reply(const ClientReply& reply, bool oversized, ReplyTo to) {
+  http::status status = status_of(reply.error);
+  if (oversized && reply.error == Errc::invalid_argument) status = http::status::payload_too_large;
+  const bool retry = reply.error == Errc::overloaded;
   bool lossy = false;
   HttpResponse res = json_reply(
       status,
@@ -149,8 +147,9 @@ HttpResponse core_error_reply(const ClientReply& reply, ReplyTo to) {
   return res;
 }
 
-HttpResponse core_reply(OpType op, const std::string& key, const ClientReply& reply, ReplyTo to) {
-  if (reply.error) return core_error_reply(reply, to);
+HttpResponse core_reply(OpType op, const std::string& key, const ClientReply& reply,
+                        bool oversized, ReplyTo to) {
+  if (reply.error) return core_error_reply(reply, oversized, to);
   bool lossy = false;
   const std::string shown_key = utf8_lossy(key, &lossy);
   if (op == OpType::get && (!reply.record || reply.record->tombstone)) {
@@ -188,14 +187,14 @@ bool build_request(const HttpRequest& req, std::string_view query, const HttpLim
     return false;
   }
   const bool read = rq.op == OpType::get;
-  const QuorumParse quorum =
+  const Expected<std::uint32_t> quorum =
       read ? parse_quorum(query, "r", "w", "query parameter w applies to writes, not GET")
            : parse_quorum(query, "w", "r", "query parameter r applies to GET, not writes");
-  if (!quorum.error.empty()) {
-    respond(error_reply(http::status::bad_request, quorum.error, to));
+  if (!quorum) {
+    respond(error_reply(http::status::bad_request, quorum.error().detail, to));
     return false;
   }
-  (read ? rq.r : rq.w) = quorum.value;
+  (read ? rq.r : rq.w) = quorum.value();
   if (rq.op != OpType::put) return true;
   if (req.body().size() > limits.body_bytes_max) {
     respond(error_reply(
@@ -203,32 +202,36 @@ bool build_request(const HttpRequest& req, std::string_view query, const HttpLim
         "body exceeds body_bytes_max (" + std::to_string(limits.body_bytes_max) + " bytes)", to));
     return false;
   }
-  ValueParse parsed = parse_value(req.body());
-  if (!parsed.error.empty()) {
-    respond(error_reply(http::status::bad_request, parsed.error, to));
+  Expected<std::string> value = parse_value(req.body());
+  if (!value) {
+    respond(error_reply(http::status::bad_request, value.error().detail, to));
     return false;
   }
-  rq.value = std::move(parsed.value);
+  rq.value = std::move(value).value();
   return true;
 }
 
 void handle_key(const HttpRequest& req, std::string_view raw_key, std::string_view query,
                 NodeApi& api, const HttpLimits& limits, HttpRespond respond, ReplyTo to) {
-  std::optional<std::string> key = percent_decode(raw_key);
-  if (!key) {
+  // Only the escapes are checked: any other byte of the path is part of the key as sent.
+  const auto encoded = boost::urls::make_pct_string_view(raw_key);
+  if (!encoded) {
     return respond(error_reply(http::status::bad_request,
                                "key has an invalid percent-encoding (want %XX, hex)", to));
   }
-  if (key->empty()) {
+  std::string key = encoded->decode();
+  if (key.empty()) {
     return respond(error_reply(http::status::bad_request, "empty key: use /v1/{key}", to));
   }
   ClientRequest rq;
-  rq.key = *key;
+  rq.key = key;
   if (!build_request(req, query, limits, rq, respond, to)) return;
   const OpType op = rq.op;
-  api.submit(std::move(rq),
-             [respond = std::move(respond), key = std::move(*key), op,
-              to](const ClientReply& reply) { respond(core_reply(op, key, reply, to)); });
+  const bool oversized = op == OpType::put && rq.value.size() > limits.value_bytes_max;
+  api.submit(std::move(rq), [respond = std::move(respond), key = std::move(key), op, oversized,
+                             to](const ClientReply& reply) {
+    respond(core_reply(op, key, reply, oversized, to));
+  });
 }
 
 // /health, /ready, /metrics and /cluster. Returns false if `path` is none of them.
@@ -296,13 +299,6 @@ std::size_t utf8_step(std::string_view s, bool* valid) {
   return need + 1;
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 }  // namespace
 
 void handle_http(const HttpRequest& req, NodeApi& api, const HttpLimits& limits,
@@ -341,24 +337,6 @@ HttpResponse http_error_response(http::status status, std::string_view error, un
   bool lossy = false;
   return http_json_response(status, json::object{{"error", utf8_lossy(error, &lossy)}}, version,
                             keep_alive);
-}
-
-std::optional<std::string> percent_decode(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out.push_back(in[i]);
-      continue;
-    }
-    if (i + 2 >= in.size()) return std::nullopt;
-    const int hi = hex_value(in[i + 1]);
-    const int lo = hex_value(in[i + 2]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out.push_back(static_cast<char>(hi * 16 + lo));
-    i += 2;
-  }
-  return out;
 }
 
 std::string utf8_lossy(std::string_view bytes, bool* lossy) {

@@ -19,7 +19,6 @@
 
 #include <cstddef>
 #include <functional>
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -28,7 +27,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/json/value.hpp>
 
-#include "node/api.h"
+#include "net/node_api.h"
 
 namespace kv {
 
@@ -39,6 +38,9 @@ using HttpRespond = std::function<void(HttpResponse)>;
 struct HttpLimits {
   std::size_t header_bytes_max = 16 * 1024;      // request line and fields together
   std::size_t body_bytes_max = 2 * 1024 * 1024;  // the request body, after de-chunking
+  // The core's limit (ReplicaConfig::value_bytes_max): a put over it that the core refuses is
+  // answered 413 rather than 400.
+  std::size_t value_bytes_max = 1024 * 1024;
 };
 
 // Answers `req`: calls `respond` exactly once, either before returning (bad input, health
@@ -55,10 +57,6 @@ HttpResponse http_json_response(boost::beast::http::status status, const boost::
 // The same with body {"error": error}; what the server sends for requests it could not parse.
 HttpResponse http_error_response(boost::beast::http::status status, std::string_view error,
                                  unsigned version, bool keep_alive);
-
-// Decodes %XX escapes (either case of hex digit). Nothing else is special ('+' stays '+').
-// Returns nullopt for a '%' not followed by two hex digits.
-std::optional<std::string> percent_decode(std::string_view in);
 
 // `bytes` as valid UTF-8: each maximal invalid subsequence (W3C/Unicode "substitution of maximal
 // subparts") becomes U+FFFD. Sets *lossy when anything was replaced (never clears it).

@@ -1,11 +1,11 @@
-// The Beast session and accept coroutines of the HTTP server (see http_server.h). They only do
+// The Beast session coroutines of the HTTP server (see http_server.h); connections come from
+// the listeners' shared accept loop (net/accept_loop.h). The coroutines only do
 // I/O: reading a request under the limits, waiting for handle_http's answer, writing it, and
 // closing without losing an error reply. Every coroutine is spawned with a completion that logs
 // how it ended if it ended by exception; client misbehaviour is expected and not logged.
 #include "net/http_server.h"
 
 #include <array>
-#include <cstdio>
 #include <exception>
 #include <limits>
 #include <map>
@@ -30,6 +30,9 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "net/accept_loop.h"
+#include "net/log.h"
+
 namespace kv {
 
 namespace {
@@ -53,10 +56,8 @@ constexpr std::chrono::milliseconds linger_ms{1000};
 constexpr std::size_t linger_bytes_max = 256 * 1024;
 // Connections over connections_max being answered 503 at once; beyond, they are just closed.
 constexpr std::size_t refusing_max = 256;
-// Pause after a failed accept (out of descriptors, say), so it does not spin.
-constexpr std::chrono::milliseconds accept_retry_ms{100};
-
-void log_line(const std::string& line) { std::fprintf(stderr, "http: %s\n", line.c_str()); }
+// What this file's log lines start with (net/log.h).
+constexpr std::string_view log_source = "http";
 
 // The completion of every co_spawn: a coroutine that ends by exception says so in one line.
 auto log_exception(std::string what) {
@@ -65,9 +66,9 @@ auto log_exception(std::string what) {
     try {
       std::rethrow_exception(e);
     } catch (const std::exception& ex) {
-      log_line(what + ": " + ex.what());
+      log_line(log_source, what + ": " + ex.what());
     } catch (...) {
-      log_line(what + ": unknown exception");
+      log_line(log_source, what + ": unknown exception");
     }
   };
 }
@@ -80,12 +81,12 @@ namespace detail {
 
 struct HttpServerState {
   HttpServerState(asio::io_context& io_in, NodeApi& api_in, HttpServerOptions options_in)
-      : io(io_in), api(api_in), options(options_in), acceptor(io_in) {}
+      : io(io_in), api(api_in), options(options_in) {}
 
   asio::io_context& io;
   NodeApi& api;
   const HttpServerOptions options;
-  tcp::acceptor acceptor;
+  std::shared_ptr<AcceptLoop> acceptor;  // set once, right after construction
   // Open connections, so that stop() can close them; each removes itself when it ends.
   std::map<std::uint64_t, std::weak_ptr<Session>> sessions;
   std::uint64_t next_session_id = 1;
@@ -266,56 +267,31 @@ void start_connection(const std::shared_ptr<State>& st, tcp::socket socket) {
   asio::co_spawn(st->io, run_session(st, std::move(session)), log_exception("session"));
 }
 
-asio::awaitable<void> accept_loop(std::shared_ptr<State> st) {
-  while (!st->stopped && st->acceptor.is_open()) {
-    auto [ec, socket] = co_await st->acceptor.async_accept(nothrow);
-    if (st->stopped || ec == asio::error::operation_aborted) co_return;
-    if (ec == asio::error::connection_aborted) continue;  // the client gave up first
-    if (ec) {
-      // Out of descriptors or memory: keep serving open connections and try again shortly.
-      log_line("accept: " + ec.message());
-      asio::steady_timer pause(st->io, accept_retry_ms);
-      co_await pause.async_wait(nothrow);
-      continue;
-    }
-    start_connection(st, std::move(socket));
-  }
-}
-
 }  // namespace
 
 HttpServer::HttpServer(asio::io_context& io, NodeApi& api, HttpServerOptions options)
-    : state_(std::make_shared<detail::HttpServerState>(io, api, options)) {}
+    : state_(std::make_shared<detail::HttpServerState>(io, api, options)) {
+  state_->acceptor = std::make_shared<AcceptLoop>(
+      io, "http", [weak = std::weak_ptr<State>(state_)](tcp::socket socket) {
+        if (auto st = weak.lock(); st && !st->stopped) start_connection(st, std::move(socket));
+      });
+}
 
 HttpServer::~HttpServer() { stop(); }
 
 ErrorCode HttpServer::listen(const tcp::endpoint& endpoint) {
-  State& st = *state_;
-  if (st.stopped) return asio::error::operation_aborted;
-  if (st.acceptor.is_open()) return asio::error::already_open;
-  ErrorCode ec;
-  if (st.acceptor.open(endpoint.protocol(), ec)) return ec;
-  if (st.acceptor.set_option(tcp::acceptor::reuse_address(true), ec) ||
-      st.acceptor.bind(endpoint, ec) ||
-      st.acceptor.listen(asio::socket_base::max_listen_connections, ec)) {
-    ErrorCode ignored;
-    st.acceptor.close(ignored);
-    return ec;
-  }
-  asio::co_spawn(st.io, accept_loop(state_), log_exception("accept loop"));
-  return {};
+  if (state_->stopped) return asio::error::operation_aborted;
+  return state_->acceptor->listen(endpoint);
 }
 
 void HttpServer::stop_accepting() {
-  ErrorCode ignored;
-  state_->acceptor.close(ignored);  // the accept loop ends; sessions go on
+  state_->acceptor->close();  // sessions go on
 }
 
 void HttpServer::stop() {
   State& st = *state_;
   st.stopped = true;
-  ErrorCode ignored;
-  st.acceptor.close(ignored);
+  st.acceptor->close();
   // Lock first, close after: closing does not end a session at once, but keep the map still.
   std::vector<std::shared_ptr<Session>> open;
   for (const auto& [id, weak] : st.sessions) {
@@ -324,11 +300,7 @@ void HttpServer::stop() {
   for (const auto& s : open) s->close();
 }
 
-std::uint16_t HttpServer::port() const {
-  ErrorCode ec;
-  const tcp::endpoint local = state_->acceptor.local_endpoint(ec);
-  return ec ? 0 : local.port();
-}
+std::uint16_t HttpServer::port() const { return state_->acceptor->port(); }
 
 std::size_t HttpServer::connections() const { return state_->sessions.size(); }
 

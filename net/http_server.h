@@ -21,7 +21,7 @@
 #include <boost/system/error_code.hpp>
 
 #include "net/http_api.h"
-#include "node/api.h"
+#include "net/node_api.h"
 
 namespace kv {
 

@@ -1,5 +1,7 @@
 #include "net/legacy_json.h"
 
+#include <utility>
+
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
@@ -7,15 +9,14 @@ namespace kv {
 
 namespace {
 
-LegacyAnswer error(std::string what) {
-  return LegacyAnswer{LegacyAnswer::Kind::error, {}, std::move(what)};
-}
+Error error(std::string what) { return Error{make_error_code(Errc::unavailable), std::move(what)}; }
 
 }  // namespace
 
-LegacyAnswer parse_legacy_answer(long http_status, std::string_view body, std::string_view field,
-                                 std::size_t body_bytes_max) {
-  if (http_status == 404) return LegacyAnswer{LegacyAnswer::Kind::not_found, {}, {}};
+Expected<std::optional<std::string>> parse_legacy_answer(long http_status, std::string_view body,
+                                                         std::string_view field,
+                                                         std::size_t body_bytes_max) {
+  if (http_status == 404) return std::optional<std::string>();
   if (http_status != 200) return error("legacy API answered HTTP " + std::to_string(http_status));
   if (body.size() > body_bytes_max) {
     return error("legacy API body of " + std::to_string(body.size()) +
@@ -32,7 +33,7 @@ LegacyAnswer parse_legacy_answer(long http_status, std::string_view body, std::s
   if (!member) return error("legacy API body has no \"" + std::string(field) + "\" member");
   const boost::json::string* s = member->if_string();
   if (!s) return error("legacy API member \"" + std::string(field) + "\" is not a string");
-  return LegacyAnswer{LegacyAnswer::Kind::value, std::string(s->data(), s->size()), {}};
+  return std::optional<std::string>(std::in_place, s->data(), s->size());
 }
 
 }  // namespace kv

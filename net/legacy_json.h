@@ -3,24 +3,23 @@
 //
 //   200 with a JSON object whose `field` is a string      -> the string's bytes (UTF-8)
 //   200 with that member a number, boolean or null         -> an error (the value must be a string)
-//   404                                                     -> not found
+//   404                                                     -> not found (no value)
 //   anything else (other statuses, bad JSON, a missing field, a body over body_bytes_max)
 //                                                           -> an error naming what was wrong
+//                                                              (Errc::unavailable)
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "core/errors.h"
+
 namespace kv {
 
-struct LegacyAnswer {
-  enum class Kind { value, not_found, error } kind = Kind::error;
-  std::string value;   // Kind::value
-  std::string error;   // Kind::error: a short description for logs and client errors
-};
-
-LegacyAnswer parse_legacy_answer(long http_status, std::string_view body, std::string_view field,
-                                 std::size_t body_bytes_max);
+Expected<std::optional<std::string>> parse_legacy_answer(long http_status, std::string_view body,
+                                                         std::string_view field,
+                                                         std::size_t body_bytes_max);
 
 }  // namespace kv

@@ -2,7 +2,8 @@
 #include "net/log_limit.h"
 
 #include <algorithm>
-#include <iostream>
+
+#include "net/log.h"
 
 namespace kv {
 
@@ -20,8 +21,7 @@ LogLimit::LogLimit(boost::asio::io_context& io, std::string prefix, std::string 
       summary_(io) {}
 
 void LogLimit::write(const std::string& line) const {
-  // One write per line, so lines from other parts of the node never interleave within it.
-  std::cerr << (prefix_ + ": " + line + "\n") << std::flush;
+  log_line(prefix_, line);
 }
 
 void LogLimit::log(const std::string& line) {

@@ -15,7 +15,6 @@
 #include <cassert>
 #include <cstdint>
 #include <cstring>
-#include <iostream>
 #include <random>
 #include <string_view>
 #include <utility>
@@ -26,6 +25,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
+#include "net/accept_loop.h"
+#include "net/log.h"
 #include "net/log_limit.h"
 
 namespace kv {
@@ -41,18 +42,13 @@ constexpr std::size_t read_chunk_bytes = 64u << 10;
 // Connections that have not (yet) said which peer they are, beyond one per peer. They cost a
 // socket and a small buffer each until the handshake timeout closes them.
 constexpr std::size_t inbound_unidentified_max = 64;
-// After a failed accept (out of file descriptors, say): retrying at once would spin.
-constexpr std::chrono::milliseconds accept_retry_delay{100};
 // A buffer that grew past this for a burst (a queue backlog, a large frame) is released once it
 // is empty again, so that idle links do not each keep the high-water mark of their past.
 constexpr std::size_t buffer_keep_bytes_max = 1u << 20;
 // Longest piece of a peer-supplied string copied into a log line.
 constexpr std::size_t log_text_bytes_max = 64;
-
-void log_line(const std::string& line) {
-  // One write per line, so lines from other parts of the node never interleave within it.
-  std::cerr << ("peer: " + line + "\n") << std::flush;
-}
+// What this file's log lines start with (net/log.h).
+constexpr std::string_view log_source = "peer";
 
 // A peer-supplied string made safe for a log line: bounded, control bytes replaced.
 std::string printable(std::string_view text) {
@@ -91,7 +87,8 @@ struct PeerLinks::Context {
         options(std::move(opts)),
         on_message(std::move(handler)),
         rng(options.self),
-        inbound_log(std::make_shared<LogLimit>(io_context, "peer", "inbound connections")) {}
+        inbound_log(std::make_shared<LogLimit>(io_context, std::string(log_source),
+                                               "inbound connections")) {}
 
   Handshake own_handshake() const {
     return Handshake{options.cluster_id, options.self, peer_protocol_version};
@@ -195,9 +192,10 @@ void PeerLinks::Outbound::send(const Message& message) {
     // The peer would refuse the frame and drop the link: drop the message instead. The core
     // bounds keys and values well below the frame limit, so this means a misconfiguration.
     queue_.resize(before);
-    log_line("dropped a message of " + std::to_string(payload_bytes) + " bytes to node " +
-             std::to_string(peer_) + ": over the frame limit of " +
-             std::to_string(ctx_->options.frame_bytes_max) + " bytes");
+    log_line(log_source, "dropped a message of " + std::to_string(payload_bytes) +
+                             " bytes to node " + std::to_string(peer_) +
+                             ": over the frame limit of " +
+                             std::to_string(ctx_->options.frame_bytes_max) + " bytes");
     return;
   }
   if (queued_bytes() > ctx_->options.queue_bytes_max) {
@@ -239,7 +237,7 @@ void PeerLinks::Outbound::connect() {
   timer_.expires_after(ctx_->options.handshake_timeout);
   timer_.async_wait([self = shared_from_this(), conn](const error_code& ec) {
     if (ec == asio::error::operation_aborted) return;
-    if (ec) log_line("handshake timer: " + ec.message());
+    if (ec) log_line(log_source, "handshake timer: " + ec.message());
     if (self->is_current(conn) && self->state_ == LinkState::connecting) {
       self->fail(conn, "no handshake within " +
                            std::to_string(self->ctx_->options.handshake_timeout.count()) + " ms");
@@ -292,7 +290,8 @@ void PeerLinks::Outbound::on_handshake(const ConnPtr& conn, const Handshake& rep
   timer_.cancel();
   backoff_ = ctx_->options.backoff_min;
   last_failure_logged_.clear();
-  log_line("link to node " + std::to_string(peer_) + " at " + address_of(endpoint_) + " is up");
+  log_line(log_source,
+           "link to node " + std::to_string(peer_) + " at " + address_of(endpoint_) + " is up");
   watch(conn);
   flush(conn);
 }
@@ -347,14 +346,15 @@ void PeerLinks::Outbound::fail(const ConnPtr& conn, const std::string& why) {
   state_ = LinkState::backing_off;
   const std::chrono::milliseconds delay = next_backoff();
   if (why != last_failure_logged_) {
-    log_line("link to node " + std::to_string(peer_) + " at " + address_of(endpoint_) +
-             " failed: " + why + "; retrying in " + std::to_string(delay.count()) + " ms");
+    log_line(log_source, "link to node " + std::to_string(peer_) + " at " +
+                             address_of(endpoint_) + " failed: " + why + "; retrying in " +
+                             std::to_string(delay.count()) + " ms");
     last_failure_logged_ = why;
   }
   timer_.expires_after(delay);
   timer_.async_wait([self = shared_from_this()](const error_code& ec) {
     if (ec == asio::error::operation_aborted) return;
-    if (ec) log_line("backoff timer: " + ec.message());
+    if (ec) log_line(log_source, "backoff timer: " + ec.message());
     if (self->ctx_->stopped || self->state_ != LinkState::backing_off) return;
     ++self->reconnects_;
     self->connect();
@@ -412,7 +412,7 @@ void PeerLinks::Inbound::start() {
   deadline_.expires_after(ctx_->options.handshake_timeout);
   deadline_.async_wait([self = shared_from_this()](const error_code& ec) {
     if (ec == asio::error::operation_aborted) return;
-    if (ec) log_line("handshake timer: " + ec.message());
+    if (ec) log_line(log_source, "handshake timer: " + ec.message());
     if (self->open_ && self->peer_ == 0) {
       self->close("closing link from " + self->name() + ": no handshake within " +
                   std::to_string(self->ctx_->options.handshake_timeout.count()) + " ms");
@@ -526,78 +526,21 @@ bool PeerLinks::Inbound::on_handshake(const Handshake& h) {
   return true;
 }
 
-// ---- Listener: accepts inbound connections ----
+// ---- Inbound connections, from the accept loop ----
 
-class PeerLinks::Listener : public std::enable_shared_from_this<Listener> {
- public:
-  explicit Listener(std::shared_ptr<Context> ctx)
-      : ctx_(std::move(ctx)), acceptor_(ctx_->io), retry_(ctx_->io) {}
-
-  error_code open(const tcp::endpoint& endpoint);
-  void accept();
-  void stop() {
-    error_code ignored;
-    acceptor_.close(ignored);
-    retry_.cancel();
-  }
-  std::uint16_t port() const { return port_; }
-
- private:
-  void on_accept(const error_code& ec, tcp::socket socket);
-
-  std::shared_ptr<Context> ctx_;
-  tcp::acceptor acceptor_;
-  asio::steady_timer retry_;
-  std::uint16_t port_ = 0;
-};
-
-error_code PeerLinks::Listener::open(const tcp::endpoint& endpoint) {
-  error_code ec;
-  acceptor_.open(endpoint.protocol(), ec);
-  // A restarted node must be able to take its port back while old connections sit in TIME_WAIT.
-  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(endpoint, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (!ec) port_ = acceptor_.local_endpoint(ec).port();
-  if (ec) {
-    error_code ignored;
-    acceptor_.close(ignored);
-  }
-  return ec;
-}
-
-void PeerLinks::Listener::accept() {
-  acceptor_.async_accept([self = shared_from_this()](const error_code& ec, tcp::socket socket) {
-    self->on_accept(ec, std::move(socket));
-  });
-}
-
-void PeerLinks::Listener::on_accept(const error_code& ec, tcp::socket socket) {
-  if (ctx_->stopped) return;
-  if (ec) {
-    if (ec == asio::error::operation_aborted) return;
-    log_line("accept: " + ec.message() + "; retrying in " +
-             std::to_string(accept_retry_delay.count()) + " ms");
-    retry_.expires_after(accept_retry_delay);
-    retry_.async_wait([self = shared_from_this()](const error_code& wait_ec) {
-      if (wait_ec == asio::error::operation_aborted || self->ctx_->stopped) return;
-      if (wait_ec) log_line("accept retry timer: " + wait_ec.message());
-      self->accept();
-    });
-    return;
-  }
+void PeerLinks::accept_inbound(const std::shared_ptr<Context>& ctx, tcp::socket socket) {
+  if (ctx->stopped) return;
   error_code endpoint_ec;
   const tcp::endpoint remote = socket.remote_endpoint(endpoint_ec);
   const std::string remote_text = endpoint_ec ? std::string("unknown address") : address_of(remote);
-  if (ctx_->inbound.size() >= ctx_->options.peers.size() + inbound_unidentified_max) {
-    ctx_->inbound_log->log("refused link from " + remote_text + ": too many inbound connections");
+  if (ctx->inbound.size() >= ctx->options.peers.size() + inbound_unidentified_max) {
+    ctx->inbound_log->log("refused link from " + remote_text + ": too many inbound connections");
     error_code ignored;
     socket.close(ignored);
-  } else {
-    const std::uint64_t id = ctx_->next_inbound_id++;
-    std::make_shared<Inbound>(ctx_, std::move(socket), id, remote_text)->start();
+    return;
   }
-  accept();
+  const std::uint64_t id = ctx->next_inbound_id++;
+  std::make_shared<Inbound>(ctx, std::move(socket), id, remote_text)->start();
 }
 
 // ---- PeerLinks ----
@@ -621,10 +564,12 @@ PeerLinks::~PeerLinks() { stop(); }
 boost::system::error_code PeerLinks::listen(const tcp::endpoint& endpoint) {
   if (listener_) return asio::error::already_open;
   if (ctx_->stopped) return asio::error::operation_aborted;
-  auto listener = std::make_shared<Listener>(ctx_);
-  if (error_code ec = listener->open(endpoint)) return ec;
+  auto listener = std::make_shared<AcceptLoop>(
+      ctx_->io, "peer", [weak = std::weak_ptr<Context>(ctx_)](tcp::socket socket) {
+        if (auto ctx = weak.lock()) accept_inbound(ctx, std::move(socket));
+      });
+  if (error_code ec = listener->listen(endpoint)) return ec;
   listener_ = std::move(listener);
-  listener_->accept();
   return {};
 }
 
@@ -640,7 +585,8 @@ void PeerLinks::send(const Message& message) {
   if (ctx_->stopped) return;
   const auto it = outbound_.find(message.to);
   if (it == outbound_.end()) {
-    log_line("dropped a message to node " + std::to_string(message.to) + ": not a peer");
+    log_line(log_source,
+             "dropped a message to node " + std::to_string(message.to) + ": not a peer");
     return;
   }
   it->second->send(message);
@@ -649,7 +595,7 @@ void PeerLinks::send(const Message& message) {
 void PeerLinks::stop() {
   if (ctx_->stopped) return;
   ctx_->stopped = true;
-  if (listener_) listener_->stop();
+  if (listener_) listener_->close();
   for (auto& [id, link] : outbound_) link->stop();
   // close() edits the registry: collect first.
   std::vector<std::shared_ptr<Inbound>> sessions;

@@ -37,6 +37,8 @@
 
 namespace kv {
 
+class AcceptLoop;  // net/accept_loop.h
+
 struct PeerLinksOptions {
   std::string cluster_id;  // must match on both sides of a link
   NodeId self = 0;         // this node; not 0
@@ -94,11 +96,13 @@ class PeerLinks {
   struct Context;
   class Outbound;
   class Inbound;
-  class Listener;
+
+  static void accept_inbound(const std::shared_ptr<Context>& ctx,
+                             boost::asio::ip::tcp::socket socket);
 
   std::shared_ptr<Context> ctx_;
   std::map<NodeId, std::shared_ptr<Outbound>> outbound_;
-  std::shared_ptr<Listener> listener_;
+  std::shared_ptr<AcceptLoop> listener_;
   bool started_ = false;
 };
 

@@ -7,14 +7,17 @@
 // limit is passed.
 #include "net/resp.h"
 
-#include <charconv>
 #include <cstring>
 #include <optional>
+
+#include "core/parse.h"
 
 namespace kv {
 namespace {
 
-// A `*<count>` or `$<length>` line: 20 digits and a sign are plenty.
+// A `*<count>` or `$<length>` line: 20 digits and a sign are plenty. Its number is read with
+// parse_integer<std::int64_t>: an optional '-' (Redis takes "*-1" as a null array), then digits
+// only, no spaces, no '+'.
 constexpr std::size_t length_line_bytes_max = 32;
 
 // Where a header line that starts at `start` ends: the offset of its '\r' (followed by '\n').
@@ -138,14 +141,6 @@ void append_length(std::string& out, char type, std::int64_t n) {
 
 }  // namespace
 
-std::optional<std::int64_t> parse_int(std::string_view text) {
-  std::int64_t value = 0;
-  if (text.empty() || text[0] == '+') return std::nullopt;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
-
 ParseResult RespParser::fail(std::string message) {
   in_array_ = false;
   args_.clear();
@@ -163,8 +158,9 @@ ParseResult RespParser::parse_array(std::string_view buf) {
     const Line line = find_line(buf, 1);
     if (line.kind == Line::incomplete) return {};
     if (line.kind == Line::too_long) return fail("Protocol error: too big mbulk count string");
-    const auto count = line.kind == Line::found ? parse_int(buf.substr(1, line.cr - 1))
-                                                : std::nullopt;
+    const auto count = line.kind == Line::found
+                           ? parse_integer<std::int64_t>(buf.substr(1, line.cr - 1))
+                           : std::nullopt;
     if (!count) return fail("Protocol error: invalid multibulk length");
     const std::size_t consumed = line.cr + 2;
     if (*count <= 0) {
@@ -187,8 +183,9 @@ ParseResult RespParser::parse_array(std::string_view buf) {
     const Line line = find_line(buf, pos_ + 1);
     if (line.kind == Line::incomplete) return {};
     if (line.kind == Line::too_long) return fail("Protocol error: too big bulk count string");
-    const auto len = line.kind == Line::found ? parse_int(buf.substr(pos_ + 1, line.cr - pos_ - 1))
-                                              : std::nullopt;
+    const auto len = line.kind == Line::found
+                         ? parse_integer<std::int64_t>(buf.substr(pos_ + 1, line.cr - pos_ - 1))
+                         : std::nullopt;
     if (!len || *len < 0) return fail("Protocol error: invalid bulk length");
     const auto n = static_cast<std::uint64_t>(*len);
     if (n > limits_.bulk_bytes_max) {

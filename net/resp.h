@@ -78,10 +78,6 @@ class RespParser {
 // One-shot parse of the front of `buffer` (a fresh RespParser): for fuzzing and tests.
 ParseResult parse_command(std::string_view buffer, const RespLimits& limits);
 
-// Strict decimal, as RESP lengths and command arguments need it: an optional '-', then digits
-// only, no spaces, no '+'.
-std::optional<std::int64_t> parse_int(std::string_view text);
-
 // ---- Reply encoders (RESP2). Each appends to `out`. ----
 
 // Simple strings and errors are single lines: CR and LF in `text` are turned into spaces, as

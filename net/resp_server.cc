@@ -12,7 +12,6 @@
 #include "net/resp_server.h"
 
 #include <array>
-#include <iostream>
 #include <map>
 #include <string>
 
@@ -20,6 +19,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
+#include "net/accept_loop.h"
 #include "net/log_limit.h"
 #include "net/resp_session.h"
 
@@ -35,13 +35,8 @@ namespace {
 // One read's buffer, per connection: small enough for many idle clients, large enough that
 // a pipelined benchmark's burst arrives in few reads.
 constexpr std::size_t read_chunk_bytes = 16u << 10;
-// After an accept error such as running out of file descriptors, wait before retrying rather
-// than spin on the error.
-constexpr std::chrono::milliseconds accept_retry_delay_ms{100};
 
 constexpr std::string_view max_clients_reply = "-ERR max number of clients reached\r\n";
-
-void log_line(const std::string& line) { std::cerr << ("resp: " + line + "\n") << std::flush; }
 
 std::string describe(const tcp::socket& socket) {
   error_code ec;
@@ -66,32 +61,28 @@ Clock::time_point after(Clock::time_point start, std::chrono::milliseconds span)
 class RespServer::Impl : public std::enable_shared_from_this<Impl> {
  public:
   Impl(asio::io_context& io, NodeApi& node, RespServerOptions options)
-      : node_(node),
+      : io_(io),
+        node_(node),
         options_(options),
-        acceptor_(io),
-        accept_retry_(io),
         client_log_(std::make_shared<LogLimit>(io, "resp", "client connections")) {}
 
   error_code listen(const tcp::endpoint& endpoint);
   void stop();
   void stop_accepting() {
-    error_code ignored;
-    acceptor_.close(ignored);
-    accept_retry_.cancel();
+    if (acceptor_) acceptor_->close();
   }
   void forget(std::uint64_t id) { connections_.erase(id); }
   std::uint16_t port() const;
   std::size_t connections() const { return connections_.size(); }
 
  private:
-  void accept();
-  void on_accept(const error_code& ec, tcp::socket socket);
+  void on_accept(tcp::socket socket);
   static void refuse(tcp::socket socket);
 
+  asio::io_context& io_;
   NodeApi& node_;
   RespServerOptions options_;
-  tcp::acceptor acceptor_;
-  asio::steady_timer accept_retry_;
+  std::shared_ptr<AcceptLoop> acceptor_;  // from listen() on
   // Why client connections were closed (protocol errors, timeouts): any client can cause these
   // lines, so they are rate limited.
   std::shared_ptr<LogLimit> client_log_;
@@ -156,56 +147,28 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
 // ---- Server ----
 
 error_code RespServer::Impl::listen(const tcp::endpoint& endpoint) {
-  error_code ec;
-  acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(endpoint, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    error_code ignored;
-    acceptor_.close(ignored);
-    return ec;
-  }
-  accept();
-  return {};
+  if (stopped_) return asio::error::operation_aborted;
+  if (acceptor_) return asio::error::already_open;
+  acceptor_ = std::make_shared<AcceptLoop>(io_, "resp", [weak = weak_from_this()](tcp::socket s) {
+    if (auto self = weak.lock()) self->on_accept(std::move(s));
+  });
+  return acceptor_->listen(endpoint);
 }
 
-std::uint16_t RespServer::Impl::port() const {
-  error_code ec;
-  const tcp::endpoint local = acceptor_.local_endpoint(ec);
-  return ec ? 0 : local.port();
-}
+std::uint16_t RespServer::Impl::port() const { return acceptor_ ? acceptor_->port() : 0; }
 
 void RespServer::Impl::stop() {
   if (stopped_) return;
   stopped_ = true;
-  error_code ignored;
-  acceptor_.close(ignored);
-  accept_retry_.cancel();
+  if (acceptor_) acceptor_->close();
   auto open = std::move(connections_);
   connections_.clear();
   for (auto& [id, connection] : open) connection->close("");
   client_log_->flush();
 }
 
-void RespServer::Impl::accept() {
-  if (!acceptor_.is_open()) return;  // stop_accepting(): the node is draining
-  acceptor_.async_accept([self = shared_from_this()](const error_code& ec, tcp::socket socket) {
-    self->on_accept(ec, std::move(socket));
-  });
-}
-
-void RespServer::Impl::on_accept(const error_code& ec, tcp::socket socket) {
-  if (stopped_ || ec == asio::error::operation_aborted) return;
-  if (ec) {
-    log_line("accept: " + ec.message());
-    if (ec == asio::error::connection_aborted) return accept();  // that client only
-    accept_retry_.expires_after(accept_retry_delay_ms);
-    accept_retry_.async_wait([self = shared_from_this()](const error_code& wait_ec) {
-      if (!wait_ec && !self->stopped_) self->accept();
-    });
-    return;
-  }
+void RespServer::Impl::on_accept(tcp::socket socket) {
+  if (stopped_) return;
   if (connections_.size() >= options_.connections_max) {
     refuse(std::move(socket));
   } else {
@@ -218,7 +181,6 @@ void RespServer::Impl::on_accept(const error_code& ec, tcp::socket socket) {
     connections_.emplace(id, connection);
     connection->start();
   }
-  accept();
 }
 
 // What Redis does: one error line, written without waiting (a fresh socket's send buffer always

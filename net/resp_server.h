@@ -22,7 +22,7 @@
 #include <boost/system/error_code.hpp>
 
 #include "net/resp.h"
-#include "node/api.h"
+#include "net/node_api.h"
 
 namespace kv {
 

@@ -9,9 +9,10 @@
 #include "net/resp_session.h"
 
 #include <cassert>
-#include <charconv>
 #include <map>
 #include <set>
+
+#include "core/parse.h"
 
 namespace kv {
 
@@ -420,7 +421,7 @@ void RespSession::cmd_set(Args& args, std::uint64_t slot) {
       expiry = true;
     } else if ((opt == "ex" || opt == "px" || opt == "exat" || opt == "pxat") && !expiry &&
                i + 1 < args.size()) {
-      const auto t = parse_int(args[++i]);
+      const auto t = parse_integer<std::int64_t>(args[++i]);
       if (!t) return reply_error(slot, "ERR value is not an integer or out of range");
       if (*t <= 0) return reply_error(slot, "ERR invalid expire time in 'set' command");
       expiry = true;
@@ -591,7 +592,7 @@ void RespSession::cmd_config(Args& args, std::uint64_t slot) {
 // flat array Redis gives for protocol 2, and HELLO 3 is refused the way Redis refuses a version.
 void RespSession::cmd_hello(Args& args, std::uint64_t slot) {
   if (args.size() >= 2) {
-    const auto version = parse_int(args[1]);
+    const auto version = parse_integer<std::int64_t>(args[1]);
     if (!version) {
       return reply_error(slot, "ERR Protocol version is not an integer or out of range");
     }
@@ -629,7 +630,7 @@ void RespSession::cmd_hello(Args& args, std::uint64_t slot) {
 }
 
 void RespSession::cmd_select(Args& args, std::uint64_t slot) {
-  const auto db = parse_int(args[1]);
+  const auto db = parse_integer<std::int64_t>(args[1]);
   if (!db) return reply_error(slot, "ERR value is not an integer or out of range");
   if (*db != 0) return reply_error(slot, "ERR DB index is out of range");
   fill(slot, std::string(ok_bytes));

@@ -26,8 +26,8 @@
 #include <vector>
 
 #include "core/messages.h"
+#include "net/node_api.h"
 #include "net/resp.h"
-#include "node/api.h"
 
 namespace kv {
 

@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <boost/program_options.hpp>
-#include <charconv>
 #include <iostream>
 #include <limits>
 
+#include "core/parse.h"
 #include "core/wal.h"
 #include "net/peer_codec.h"
 #include "net/resp.h"
@@ -22,10 +22,11 @@ namespace kv {
 
 namespace {
 
+// `result` with its error's detail prefixed by the flag it came from: "--cluster: ...".
 template <class T>
-bool parse_number(const std::string& s, T& out) {
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc() && p == s.data() + s.size();
+Expected<T> flag_context(std::string_view flag, Expected<T> result) {
+  if (!result) return Error{result.error().code, std::string(flag) + ": " + result.error().detail};
+  return result;
 }
 
 po::options_description describe_options() {
@@ -94,23 +95,27 @@ po::options_description describe_options() {
 }
 
 // --postgres* and --legacy-*: the bridges' own options and the core's policy for them.
-std::string apply_bridge_options(const po::variables_map& vm, NodeConfig& c) {
+Expected<void> apply_bridge_options(const po::variables_map& vm, NodeConfig& c) {
   ReplicaConfig& r = c.replica;
   const std::string mode = vm["postgres-mode"].as<std::string>();
-  if (mode != "sync" && mode != "async") return "--postgres-mode must be sync or async, not '" + mode + "'";
+  if (mode != "sync" && mode != "async") {
+    return invalid_input("--postgres-mode must be sync or async, not '" + mode + "'");
+  }
   c.pg.table = vm["postgres-table"].as<std::string>();
   c.pg.pool = vm["postgres-pool"].as<std::size_t>();
   c.pg.timeout_ms = vm["postgres-timeout-ms"].as<std::uint64_t>();
   c.pg.batch_max = vm["postgres-batch-max"].as<std::size_t>();
   r.pg_queue_max = vm["postgres-queue-max"].as<std::size_t>();
-  if (c.pg.pool < 1 || c.pg.pool > 256) return "--postgres-pool must be between 1 and 256";
-  if (c.pg.timeout_ms < 10) return "--postgres-timeout-ms must be at least 10";
-  if (c.pg.batch_max < 1 || c.pg.batch_max > 10000) return "--postgres-batch-max must be between 1 and 10000";
-  if (r.pg_queue_max < 1) return "--postgres-queue-max must be at least 1";
+  if (c.pg.pool < 1 || c.pg.pool > 256) return invalid_input("--postgres-pool must be between 1 and 256");
+  if (c.pg.timeout_ms < 10) return invalid_input("--postgres-timeout-ms must be at least 10");
+  if (c.pg.batch_max < 1 || c.pg.batch_max > 10000) {
+    return invalid_input("--postgres-batch-max must be between 1 and 10000");
+  }
+  if (r.pg_queue_max < 1) return invalid_input("--postgres-queue-max must be at least 1");
   if (vm.count("postgres") && !vm["postgres"].as<std::string>().empty()) {
     c.pg.url = vm["postgres"].as<std::string>();
-    if (auto e = validate_pg_url(c.pg.url); !e.empty()) return "--postgres: " + e;
-    if (auto e = validate_pg_table(c.pg.table); !e.empty()) return "--postgres-table: " + e;
+    BOOST_OUTCOME_TRY(flag_context("--postgres", validate_pg_url(c.pg.url)));
+    BOOST_OUTCOME_TRY(flag_context("--postgres-table", validate_pg_table(c.pg.table)));
     r.pg_mode = mode == "sync" ? PgMode::sync : PgMode::async;
   }
   c.legacy.field = vm["legacy-field"].as<std::string>();
@@ -118,105 +123,112 @@ std::string apply_bridge_options(const po::variables_map& vm, NodeConfig& c) {
   r.legacy_negative_ttl_ms = vm["legacy-negative-ttl-ms"].as<std::uint64_t>();
   r.legacy_breaker_failures = vm["legacy-breaker-failures"].as<std::uint32_t>();
   r.legacy_breaker_open_ms = vm["legacy-breaker-open-ms"].as<std::uint64_t>();
-  if (c.legacy.field.empty()) return "--legacy-field must not be empty";
-  if (c.legacy.timeout_ms < 10) return "--legacy-timeout-ms must be at least 10";
-  if (r.legacy_breaker_failures < 1) return "--legacy-breaker-failures must be at least 1";
-  if (r.legacy_breaker_open_ms < 1) return "--legacy-breaker-open-ms must be at least 1";
+  if (c.legacy.field.empty()) return invalid_input("--legacy-field must not be empty");
+  if (c.legacy.timeout_ms < 10) return invalid_input("--legacy-timeout-ms must be at least 10");
+  if (r.legacy_breaker_failures < 1) return invalid_input("--legacy-breaker-failures must be at least 1");
+  if (r.legacy_breaker_open_ms < 1) return invalid_input("--legacy-breaker-open-ms must be at least 1");
   if (vm.count("legacy-url") && !vm["legacy-url"].as<std::string>().empty()) {
     c.legacy.url_template = vm["legacy-url"].as<std::string>();
-    if (auto e = validate_legacy_url_template(c.legacy.url_template); !e.empty()) return "--legacy-url: " + e;
+    BOOST_OUTCOME_TRY(
+        flag_context("--legacy-url", validate_legacy_url_template(c.legacy.url_template)));
     r.legacy = true;
   }
-  return {};
+  return outcome::success();
 }
 
 // A limit flag's value: digits only (Boost would read "-1" as the largest unsigned number) and
-// within [lo, hi]. Leaves `out` alone when the flag is absent and has no default.
+// within [lo, hi]; `why` is added to the error when there is one. Leaves `out` alone when the
+// flag is absent and has no default.
 template <class T>
-std::string read_limit(const po::variables_map& vm, const std::string& flag, std::uint64_t lo,
-                       std::uint64_t hi, T& out) {
-  if (!vm.count(flag)) return {};
+Expected<void> read_limit(const po::variables_map& vm, const std::string& flag, std::uint64_t lo,
+                          std::uint64_t hi, T& out, std::string_view why = {}) {
+  if (!vm.count(flag)) return outcome::success();
   const std::string text = vm[flag].as<std::string>();
-  std::uint64_t v = 0;
-  const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
-  if (!digits || !parse_number(text, v) || v < lo || v > hi) {
-    return "--" + flag + " must be a whole number from " + std::to_string(lo) + " to " +
-           std::to_string(hi) + ", got '" + text + "'";
+  const auto v = parse_integer<std::uint64_t>(text);
+  if (!v || *v < lo || *v > hi) {
+    return invalid_input("--" + flag + " must be a whole number from " + std::to_string(lo) +
+                         " to " + std::to_string(hi) + ", got '" + text + "'" +
+                         (why.empty() ? "" : " (" + std::string(why) + ")"));
   }
-  out = static_cast<T>(v);
-  return {};
+  out = static_cast<T>(*v);
+  return outcome::success();
 }
 
 // Every limit flag, with the checks between them: what could never work (a zero limit, a frame
 // too small for the largest write, a key and value that the log cannot hold) is refused here
 // rather than found out by a client.
-std::string apply_limits(const po::variables_map& vm, NodeConfig& c) {
+Expected<void> apply_limits(const po::variables_map& vm, NodeConfig& c) {
   constexpr std::uint64_t any = std::numeric_limits<std::size_t>::max();
   constexpr std::uint64_t envelope = 64 * 1024;  // room for a key and value's message fields
   constexpr std::uint64_t timeout_ms_max = 7ull * 24 * 3600 * 1000;  // a week
   ReplicaConfig& r = c.replica;
-  std::string e;
   constexpr std::uint64_t record_max = wal_payload_bytes_max - envelope;  // a log record's data
-  if (!(e = read_limit(vm, "key-bytes-max", 1, record_max - 1, r.key_bytes_max)).empty()) return e;
-  if (!(e = read_limit(vm, "value-bytes-max", 1, record_max - 1, r.value_bytes_max)).empty()) return e;
+  BOOST_OUTCOME_TRY(read_limit(vm, "key-bytes-max", 1, record_max - 1, r.key_bytes_max));
+  BOOST_OUTCOME_TRY(read_limit(vm, "value-bytes-max", 1, record_max - 1, r.value_bytes_max));
   if (r.key_bytes_max + r.value_bytes_max > record_max) {
-    return "--key-bytes-max + --value-bytes-max must be at most " + std::to_string(record_max) +
-           " (a log record holds both)";
+    return invalid_input("--key-bytes-max + --value-bytes-max must be at most " +
+                         std::to_string(record_max) + " (a log record holds both)");
   }
   const std::size_t largest = std::max(r.key_bytes_max, r.value_bytes_max);
   c.frame_bytes_max = std::max<std::size_t>(peer_frame_bytes_max_default,
                                             r.key_bytes_max + r.value_bytes_max + envelope);
-  if (!(e = read_limit(vm, "frame-bytes-max", r.key_bytes_max + r.value_bytes_max + 1024,
-                       std::numeric_limits<std::int32_t>::max(), c.frame_bytes_max)).empty()) {
-    return e + " (a write of the largest key and value, plus 1 KiB, must fit in a frame)";
-  }
-  if (!(e = read_limit(vm, "resp-array-max", 3, any, c.resp_array_max)).empty()) {
-    return e + " (SET key value takes 3)";
-  }
+  BOOST_OUTCOME_TRY(read_limit(vm, "frame-bytes-max", r.key_bytes_max + r.value_bytes_max + 1024,
+                               std::numeric_limits<std::int32_t>::max(), c.frame_bytes_max,
+                               "a write of the largest key and value, plus 1 KiB, must fit in a frame"));
+  BOOST_OUTCOME_TRY(read_limit(vm, "resp-array-max", 3, any, c.resp_array_max, "SET key value takes 3"));
   c.resp_bulk_bytes_max = largest + 1024;
-  if (!(e = read_limit(vm, "resp-bulk-bytes-max", largest, RespLimits{}.command_bytes_max,
-                       c.resp_bulk_bytes_max)).empty()) {
-    return e + " (at least the larger of --key-bytes-max and --value-bytes-max)";
-  }
-  if (!(e = read_limit(vm, "http-header-bytes-max", 512, std::numeric_limits<std::uint32_t>::max(),
-                       c.http_header_bytes_max)).empty()) return e;
+  BOOST_OUTCOME_TRY(read_limit(vm, "resp-bulk-bytes-max", largest, RespLimits{}.command_bytes_max,
+                               c.resp_bulk_bytes_max,
+                               "at least the larger of --key-bytes-max and --value-bytes-max"));
+  BOOST_OUTCOME_TRY(read_limit(vm, "http-header-bytes-max", 512,
+                               std::numeric_limits<std::uint32_t>::max(), c.http_header_bytes_max));
   c.http_body_bytes_max = r.value_bytes_max * 6 + 1024;
-  if (!(e = read_limit(vm, "http-body-bytes-max", r.value_bytes_max, 1ull << 30,
-                       c.http_body_bytes_max)).empty()) {
-    return e + " (at least --value-bytes-max)";
-  }
-  if (!(e = read_limit(vm, "connections-max", 1, any, c.connections_max)).empty()) return e;
-  if (!(e = read_limit(vm, "requests-in-flight-max", 1, any, r.requests_in_flight_max)).empty()) return e;
-  if (!(e = read_limit(vm, "requests-in-flight-per-connection-max", 1, any,
-                       c.requests_in_flight_per_connection_max)).empty()) return e;
-  if (!(e = read_limit(vm, "idle-timeout-ms", 10, timeout_ms_max, c.idle_timeout_ms)).empty()) return e;
-  if (!(e = read_limit(vm, "read-timeout-ms", 10, timeout_ms_max, c.read_timeout_ms)).empty()) return e;
-  return {};
+  BOOST_OUTCOME_TRY(read_limit(vm, "http-body-bytes-max", r.value_bytes_max, 1ull << 30,
+                               c.http_body_bytes_max, "at least --value-bytes-max"));
+  BOOST_OUTCOME_TRY(read_limit(vm, "connections-max", 1, any, c.connections_max));
+  BOOST_OUTCOME_TRY(read_limit(vm, "requests-in-flight-max", 1, any, r.requests_in_flight_max));
+  BOOST_OUTCOME_TRY(read_limit(vm, "requests-in-flight-per-connection-max", 1, any,
+                               c.requests_in_flight_per_connection_max));
+  BOOST_OUTCOME_TRY(read_limit(vm, "idle-timeout-ms", 10, timeout_ms_max, c.idle_timeout_ms));
+  BOOST_OUTCOME_TRY(read_limit(vm, "read-timeout-ms", 10, timeout_ms_max, c.read_timeout_ms));
+  return outcome::success();
 }
 
-std::string apply_options(const po::variables_map& vm, NodeConfig& c) {
-  if (!vm.count("id")) return "--id is required (e.g. --id n1)";
-  if (!vm.count("cluster")) return "--cluster is required (e.g. --cluster n1@127.0.0.1:7001,...)";
-  if (auto e = parse_node_name(vm["id"].as<std::string>(), c.id); !e.empty()) return "--id: " + e;
+// --id, --cluster and the listen addresses. Every address must be one the node can bind or
+// connect to without a name lookup (see tcp_endpoint).
+Expected<void> apply_addresses(const po::variables_map& vm, NodeConfig& c) {
+  if (!vm.count("id")) return invalid_input("--id is required (e.g. --id n1)");
+  if (!vm.count("cluster")) {
+    return invalid_input("--cluster is required (e.g. --cluster n1@127.0.0.1:7001,...)");
+  }
+  BOOST_OUTCOME_TRY(c.id, flag_context("--id", parse_node_name(vm["id"].as<std::string>())));
   c.name = "n" + std::to_string(c.id);
-  if (auto e = parse_cluster(vm["cluster"].as<std::string>(), c.cluster); !e.empty()) return "--cluster: " + e;
-  if (!c.cluster.contains(c.id)) return "--cluster does not list this node (" + c.name + ")";
-  c.cluster_id = vm["cluster-id"].as<std::string>();
+  BOOST_OUTCOME_TRY(c.cluster, flag_context("--cluster", parse_cluster(vm["cluster"].as<std::string>())));
+  if (!c.cluster.contains(c.id)) return invalid_input("--cluster does not list this node (" + c.name + ")");
+  for (const auto& [id, addr] : c.cluster) {
+    BOOST_OUTCOME_TRY(flag_context("--cluster", tcp_endpoint(addr)));
+  }
   c.peer_addr = c.cluster[c.id];
   for (const auto& [flag, addr] : {std::pair{"peer-addr", &c.peer_addr},
                                    std::pair{"resp-addr", &c.resp_addr},
                                    std::pair{"http-addr", &c.http_addr}}) {
     if (!vm.count(flag)) continue;
-    auto parsed = parse_host_port(vm[flag].as<std::string>());
-    if (!parsed) return "--" + std::string(flag) + ": " + parsed.error().detail;
-    *addr = parsed.value();
+    const std::string name = "--" + std::string(flag);
+    BOOST_OUTCOME_TRY(*addr, flag_context(name, parse_host_port(vm[flag].as<std::string>())));
+    BOOST_OUTCOME_TRY(flag_context(name, tcp_endpoint(*addr)));
   }
+  return outcome::success();
+}
+
+Expected<void> apply_options(const po::variables_map& vm, NodeConfig& c) {
+  BOOST_OUTCOME_TRY(apply_addresses(vm, c));
+  c.cluster_id = vm["cluster-id"].as<std::string>();
   c.storage.dir = vm["data-dir"].as<std::string>();
   const std::string fsync = vm["fsync"].as<std::string>();
   if (fsync == "always") c.storage.fsync = FsyncMode::always;
   else if (fsync == "batch") c.storage.fsync = FsyncMode::batch;
   else if (fsync == "none") c.storage.fsync = FsyncMode::none;
-  else return "--fsync must be always, batch or none, not '" + fsync + "'";
+  else return invalid_input("--fsync must be always, batch or none, not '" + fsync + "'");
   c.storage.snapshot_wal_bytes = vm["snapshot-wal-bytes"].as<std::uint64_t>();
 
   ReplicaConfig& r = c.replica;
@@ -229,15 +241,20 @@ std::string apply_options(const po::variables_map& vm, NodeConfig& c) {
   r.vnodes_per_node = vm["vnodes"].as<std::uint32_t>();
   r.request_timeout_ms = vm["request-timeout-ms"].as<std::uint64_t>();
   if (r.replicas < 1 || r.replicas > r.members.size()) {
-    return "--replicas must be between 1 and the cluster size (" + std::to_string(r.members.size()) + ")";
+    return invalid_input("--replicas must be between 1 and the cluster size (" +
+                         std::to_string(r.members.size()) + ")");
   }
-  if (r.read_quorum < 1 || r.read_quorum > r.replicas) return "--read-quorum must be between 1 and --replicas";
-  if (r.write_quorum < 1 || r.write_quorum > r.replicas) return "--write-quorum must be between 1 and --replicas";
+  if (r.read_quorum < 1 || r.read_quorum > r.replicas) {
+    return invalid_input("--read-quorum must be between 1 and --replicas");
+  }
+  if (r.write_quorum < 1 || r.write_quorum > r.replicas) {
+    return invalid_input("--write-quorum must be between 1 and --replicas");
+  }
   if (r.vnodes_per_node < 1 || r.vnodes_per_node > ring_vnodes_per_node_max) {
-    return "--vnodes must be between 1 and " + std::to_string(ring_vnodes_per_node_max);
+    return invalid_input("--vnodes must be between 1 and " + std::to_string(ring_vnodes_per_node_max));
   }
-  if (r.request_timeout_ms < 10) return "--request-timeout-ms must be at least 10";
-  if (auto e = apply_bridge_options(vm, c); !e.empty()) return e;
+  if (r.request_timeout_ms < 10) return invalid_input("--request-timeout-ms must be at least 10");
+  BOOST_OUTCOME_TRY(apply_bridge_options(vm, c));
   return apply_limits(vm, c);
 }
 
@@ -263,34 +280,40 @@ std::string describe(po::error& e) {
 
 }  // namespace
 
-std::string parse_node_name(const std::string& text, NodeId& out) {
-  if (text.size() < 2 || text[0] != 'n' || !parse_number(text.substr(1), out) || out == 0 || out > 65535) {
-    return "node names are n1 to n65535, got '" + text + "'";
+Expected<NodeId> parse_node_name(std::string_view text) {
+  const auto id = text.size() >= 2 && text[0] == 'n' ? parse_integer<std::uint16_t>(text.substr(1))
+                                                     : std::nullopt;
+  if (!id || *id == 0) {
+    return invalid_input("node names are n1 to n65535, got '" + std::string(text) + "'");
   }
-  return {};
+  return NodeId{*id};
 }
 
-std::string parse_cluster(const std::string& text, std::map<NodeId, HostPort>& out) {
-  out.clear();
+Expected<std::map<NodeId, HostPort>> parse_cluster(std::string_view text) {
+  std::map<NodeId, HostPort> out;
   std::size_t start = 0;
   while (start <= text.size()) {
     const auto comma = text.find(',', start);
-    const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    const std::string_view item = text.substr(start, comma == std::string_view::npos ? comma : comma - start);
     const auto at = item.find('@');
-    if (at == std::string::npos) return "expected name@host:port, got '" + item + "'";
-    NodeId id = 0;
-    if (auto e = parse_node_name(item.substr(0, at), id); !e.empty()) return e;
-    auto addr = parse_host_port(item.substr(at + 1));
-    if (!addr) return addr.error().detail;
-    if (!out.emplace(id, addr.value()).second) return "n" + std::to_string(id) + " is listed twice";
-    if (comma == std::string::npos) break;
+    if (at == std::string_view::npos) {
+      return invalid_input("expected name@host:port, got '" + std::string(item) + "'");
+    }
+    BOOST_OUTCOME_TRY(const NodeId id, parse_node_name(item.substr(0, at)));
+    BOOST_OUTCOME_TRY(auto addr, parse_host_port(item.substr(at + 1)));
+    if (!out.emplace(id, std::move(addr)).second) {
+      return invalid_input("n" + std::to_string(id) + " is listed twice");
+    }
+    if (comma == std::string_view::npos) break;
     start = comma + 1;
   }
-  if (out.size() > ring_nodes_max) return "more than " + std::to_string(ring_nodes_max) + " members";
-  return {};
+  if (out.size() > ring_nodes_max) {
+    return invalid_input("more than " + std::to_string(ring_nodes_max) + " members");
+  }
+  return out;
 }
 
-std::optional<NodeConfig> parse_node_config(int argc, char** argv, int& exit_code) {
+Expected<std::optional<NodeConfig>> parse_node_config(int argc, char** argv) {
   const auto options = describe_options();
   po::variables_map vm;
   try {
@@ -303,9 +326,7 @@ std::optional<NodeConfig> parse_node_config(int argc, char** argv, int& exit_cod
     }), vm);
     po::notify(vm);
   } catch (po::error& e) {
-    std::cerr << "kvnode: " << describe(e) << "\nTry 'kvnode --help'." << std::endl;
-    exit_code = 2;
-    return std::nullopt;
+    return invalid_input(describe(e));
   }
   if (vm.count("help")) {
     std::cout << "kvnode: one node of the replicated key-value store.\n\n"
@@ -319,16 +340,11 @@ std::optional<NodeConfig> parse_node_config(int argc, char** argv, int& exit_cod
               << "  kvnode ... --postgres postgresql://kv@127.0.0.1:5432/kv --postgres-mode sync \\\n"
               << "         --legacy-url 'http://127.0.0.1:9000/items/{key}' --legacy-field value\n\n"
               << options << "\nSignals: SIGTERM/SIGINT drain in-flight requests and exit 0.\n";
-    exit_code = 0;
-    return std::nullopt;
+    return std::optional<NodeConfig>();
   }
   NodeConfig c;
-  if (auto e = apply_options(vm, c); !e.empty()) {
-    std::cerr << "kvnode: " << e << "\nTry 'kvnode --help'." << std::endl;
-    exit_code = 2;
-    return std::nullopt;
-  }
-  return c;
+  BOOST_OUTCOME_TRY(apply_options(vm, c));
+  return std::optional<NodeConfig>(std::move(c));
 }
 
 }  // namespace kv

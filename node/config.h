@@ -5,8 +5,10 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "core/errors.h"
 #include "core/replica.h"
 #include "net/host_port.h"
 #include "node/bridge.h"
@@ -41,12 +43,13 @@ struct NodeConfig {
   std::size_t frame_bytes_max = 4 * 1024 * 1024 + 64 * 1024;  // peer frame payload
 };
 
-// Parses argv and the KV_* environment (flags win). On --help prints usage and returns
-// nullopt with `exit_code` 0; on an error prints it and returns nullopt with `exit_code` 2.
-std::optional<NodeConfig> parse_node_config(int argc, char** argv, int& exit_code);
+// Parses argv and the KV_* environment (flags win). On --help prints usage to stdout and
+// returns no configuration; an error's detail says which flag was wrong and why.
+Expected<std::optional<NodeConfig>> parse_node_config(int argc, char** argv);
 
-// "n1@127.0.0.1:7001,n2@..." -> members. Returns an error message, empty on success.
-std::string parse_cluster(const std::string& text, std::map<NodeId, HostPort>& out);
-std::string parse_node_name(const std::string& text, NodeId& out);
+// "n1@127.0.0.1:7001,n2@..." -> members.
+Expected<std::map<NodeId, HostPort>> parse_cluster(std::string_view text);
+// "n1" to "n65535".
+Expected<NodeId> parse_node_name(std::string_view text);
 
 }  // namespace kv

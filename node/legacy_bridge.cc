@@ -22,9 +22,10 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
 #include <chrono>
 #include <deque>
-#include <iostream>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -32,6 +33,7 @@
 #include <vector>
 
 #include "net/legacy_json.h"
+#include "net/log.h"
 #include "node/metrics.h"
 
 namespace kv {
@@ -45,17 +47,12 @@ using boost::system::error_code;
 // Calls waiting for a free transfer slot, beyond which a call fails at once (the core's miss
 // coalescing and breaker keep this far lower in practice).
 constexpr std::size_t waiting_calls_max = 100000;
-
-void log_line(const std::string& line) { std::cerr << ("legacy API: " + line + "\n") << std::flush; }
+// What this file's log lines start with (net/log.h).
+constexpr std::string_view log_source = "legacy API";
 
 void global_init() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-bool unreserved(unsigned char ch) {
-  return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-         ch == '.' || ch == '_' || ch == '~';
 }
 
 struct Call {
@@ -89,7 +86,9 @@ class LegacyBridge final : public Bridge {
       : io_(io), options_(options), curl_timer_(io), deadline_timer_(io) {
     global_init();
     if (options_.connections_max == 0) options_.connections_max = 1;
-    config_error_ = validate_legacy_url_template(options_.url_template);
+    if (auto valid = validate_legacy_url_template(options_.url_template); !valid) {
+      config_error_ = valid.error().detail;
+    }
     multi_ = curl_multi_init();
     if (!multi_) {
       config_error_ = "cannot create a curl multi handle";
@@ -106,7 +105,7 @@ class LegacyBridge final : public Bridge {
   ~LegacyBridge() override { shut_down(); }
 
   void start() override {
-    if (!config_error_.empty()) log_line("not starting: " + config_error_);
+    if (!config_error_.empty()) log_line(log_source, "not starting: " + config_error_);
   }
 
   void call(const BridgeCall& bc, Done done) override {
@@ -281,12 +280,12 @@ class LegacyBridge final : public Bridge {
       if (c->curl_error[0] != '\0') detail += " (" + std::string(c->curl_error) + ")";
       return fail(std::move(c), std::move(detail));
     }
-    const LegacyAnswer a = parse_legacy_answer(status, c->body, options_.field, options_.body_bytes_max);
-    if (a.kind == LegacyAnswer::Kind::error) return fail(std::move(c), "legacy API: " + a.error);
+    auto answer = parse_legacy_answer(status, c->body, options_.field, options_.body_bytes_max);
+    if (!answer) return fail(std::move(c), "legacy API: " + answer.error().detail);
     BridgeReply r;
     r.id = c->id;
     r.kind = BridgeKind::legacy_fetch;
-    if (a.kind == LegacyAnswer::Kind::value) r.record = Record{Version{}, false, a.value};
+    if (answer.value()) r.record = Record{Version{}, false, std::move(*answer.value())};
     complete(std::move(c), std::move(r));
   }
 
@@ -305,7 +304,7 @@ class LegacyBridge final : public Bridge {
       error_code ec;
       s.descriptor->assign(fd, ec);
       if (ec) {  // curl will time the transfer out
-        log_line("cannot watch socket " + std::to_string(fd) + ": " + ec.message());
+        log_line(log_source, "cannot watch socket " + std::to_string(fd) + ": " + ec.message());
         socks_.erase(fd);
         return;
       }
@@ -453,49 +452,45 @@ std::unique_ptr<Bridge> make_legacy_bridge(asio::io_context& io, const LegacyOpt
   return std::make_unique<LegacyBridge>(io, options);
 }
 
-std::string validate_legacy_url_template(const std::string& url_template) {
+Expected<void> validate_legacy_url_template(const std::string& url_template) {
   if (url_template.rfind("http://", 0) != 0 && url_template.rfind("https://", 0) != 0) {
-    return "the URL template must start with http:// or https:// (got '" + url_template + "')";
+    return invalid_input("the URL template must start with http:// or https:// (got '" +
+                         url_template + "')");
   }
   if (url_template.find("{key}") == std::string::npos) {
-    return "the URL template must contain {key}, where the key goes (got '" + url_template + "')";
+    return invalid_input("the URL template must contain {key}, where the key goes (got '" +
+                         url_template + "')");
   }
   for (unsigned char ch : url_template) {
-    if (ch <= 0x20 || ch >= 0x7f) return "the URL template holds a space, control or non-ASCII byte";
+    if (ch <= 0x20 || ch >= 0x7f) {
+      return invalid_input("the URL template holds a space, control or non-ASCII byte");
+    }
   }
   const std::size_t authority = url_template.find("://") + 3;
   const std::size_t path = std::min(url_template.find_first_of("/?#", authority), url_template.size());
-  if (path == authority) return "the URL template names no host";
+  if (path == authority) return invalid_input("the URL template names no host");
   if (url_template.substr(authority, path - authority).find("{key}") != std::string::npos) {
-    return "{key} must be in the URL template's path or query, not in its host";
+    return invalid_input("{key} must be in the URL template's path or query, not in its host");
   }
+  // libcurl makes the requests, so its URL parser is the one that must accept the template.
   global_init();
   CURLU* u = curl_url();
-  if (!u) return "cannot parse the URL template: out of memory";
+  if (!u) return invalid_input("cannot parse the URL template: out of memory");
   const CURLUcode rc = curl_url_set(u, CURLUPART_URL, legacy_url_for(url_template, "k").c_str(), 0);
   char* host = nullptr;
   const bool has_host = rc == CURLUE_OK && curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host && *host;
   if (host) curl_free(host);
   curl_url_cleanup(u);
-  if (rc != CURLUE_OK) return std::string("the URL template is not a valid URL: ") + curl_url_strerror(rc);
-  if (!has_host) return "the URL template names no host";
-  return {};
+  if (rc != CURLUE_OK) {
+    return invalid_input(std::string("the URL template is not a valid URL: ") + curl_url_strerror(rc));
+  }
+  if (!has_host) return invalid_input("the URL template names no host");
+  return outcome::success();
 }
 
 std::string legacy_url_for(const std::string& url_template, std::string_view key) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string encoded;
-  encoded.reserve(key.size() * 3);
-  for (char c : key) {
-    const auto ch = static_cast<unsigned char>(c);
-    if (unreserved(ch)) {
-      encoded += c;
-    } else {
-      encoded += '%';
-      encoded += hex[ch >> 4];
-      encoded += hex[ch & 0xf];
-    }
-  }
+  // Upper-case hex digits, no '+' for a space: RFC 3986's own form, which any server decodes.
+  const std::string encoded = boost::urls::encode(key, boost::urls::unreserved_chars);
   std::string out;
   std::size_t pos = 0;
   for (std::size_t at; (at = url_template.find("{key}", pos)) != std::string::npos; pos = at + 5) {

@@ -8,15 +8,15 @@
 #include <string>
 #include <string_view>
 
+#include "core/errors.h"
 #include "node/bridge.h"
 
 namespace kv {
 
 std::unique_ptr<Bridge> make_legacy_bridge(boost::asio::io_context& io, const LegacyOptions& options);
 
-// Checks the template: http:// or https://, a host, and {key} somewhere. Returns an error
-// message, empty when fine.
-std::string validate_legacy_url_template(const std::string& url_template);
+// Checks the template: http:// or https://, a host, and {key} somewhere.
+Expected<void> validate_legacy_url_template(const std::string& url_template);
 
 // The URL for `key`: every {key} replaced by the key with each byte outside RFC 3986's
 // unreserved characters percent-encoded.

@@ -2,63 +2,77 @@
 // peers, RESP and HTTP on one event loop, and drains cleanly on SIGTERM or SIGINT.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <iostream>
 
+#include "net/log.h"
 #include "node/config.h"
 #include "node/node.h"
 #include "node/pg_bridge.h"
 
+namespace {
+
+const char* fsync_name(kv::FsyncMode mode) {
+  return mode == kv::FsyncMode::always  ? "always"
+         : mode == kv::FsyncMode::batch ? "batch"
+                                        : "none";
+}
+
+void log_bridges(const kv::NodeConfig& config, const std::string& self) {
+  if (config.pg.url.empty()) {
+    kv::log_line(self, "PostgreSQL bridge off");
+  } else {
+    kv::log_line(self, std::string("PostgreSQL bridge on (") +
+                           (config.replica.pg_mode == kv::PgMode::sync ? "sync" : "async") +
+                           ", " + kv::redact_pg_url(config.pg.url) + ", table " +
+                           config.pg.table + ", pool " + std::to_string(config.pg.pool) + ")");
+  }
+  if (config.legacy.url_template.empty()) {
+    kv::log_line(self, "legacy API bridge off");
+  } else {
+    kv::log_line(self, "legacy API bridge on (" + config.legacy.url_template + ", field " +
+                           config.legacy.field + ")");
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  int exit_code = 0;
-  auto config = kv::parse_node_config(argc, argv, exit_code);
-  if (!config) return exit_code;
+  auto parsed = kv::parse_node_config(argc, argv);
+  if (!parsed) {
+    kv::log_line("kvnode", parsed.error().detail + "\nTry 'kvnode --help'.");
+    return 2;
+  }
+  if (!parsed.value()) return 0;  // --help
+  const kv::NodeConfig& config = *parsed.value();
+  const std::string self = "kvnode " + config.name;
 
   boost::asio::io_context io(1);
-  std::string error;
-  auto storage = kv::Storage::open(config->storage, io, error);
+  auto storage = kv::Storage::open(config.storage, io);
   if (!storage) {
-    std::cerr << "kvnode: " << error << std::endl;
+    kv::log_line("kvnode", storage.error().detail);
     return 1;
   }
   const auto& st = storage.value()->stats();
-  std::cerr << "kvnode " << config->name << ": recovered " << config->storage.dir << " ("
-            << st.recovered_records << " log records replayed"
-            << (st.recovered_tail_cut ? ", damaged tail cut" : "") << ")" << std::endl;
+  kv::log_line(self, "recovered " + config.storage.dir + " (" +
+                         std::to_string(st.recovered_records) + " log records replayed" +
+                         (st.recovered_tail_cut ? ", damaged tail cut" : "") + ")");
 
-  kv::Node node(io, *config, std::move(storage.value()));
-  if (auto e = node.start(); !e.empty()) {
-    std::cerr << "kvnode: " << e << std::endl;
+  kv::Node node(io, config, std::move(storage).value());
+  if (auto started = node.start(); !started) {
+    kv::log_line("kvnode", started.error().detail);
     return 1;
   }
-  std::cerr << "kvnode " << config->name << ": peers " << config->peer_addr.to_string()
-            << ", RESP " << config->resp_addr.to_string() << ", HTTP "
-            << config->http_addr.to_string() << ", fsync "
-            << (config->storage.fsync == kv::FsyncMode::always ? "always"
-                : config->storage.fsync == kv::FsyncMode::batch ? "batch" : "none")
-            << std::endl;
-
-  if (config->pg.url.empty()) {
-    std::cerr << "kvnode " << config->name << ": PostgreSQL bridge off" << std::endl;
-  } else {
-    std::cerr << "kvnode " << config->name << ": PostgreSQL bridge on ("
-              << (config->replica.pg_mode == kv::PgMode::sync ? "sync" : "async") << ", "
-              << kv::redact_pg_url(config->pg.url) << ", table " << config->pg.table << ", pool "
-              << config->pg.pool << ")" << std::endl;
-  }
-  if (config->legacy.url_template.empty()) {
-    std::cerr << "kvnode " << config->name << ": legacy API bridge off" << std::endl;
-  } else {
-    std::cerr << "kvnode " << config->name << ": legacy API bridge on (" << config->legacy.url_template
-              << ", field " << config->legacy.field << ")" << std::endl;
-  }
+  kv::log_line(self, "peers " + config.peer_addr.to_string() + ", RESP " +
+                         config.resp_addr.to_string() + ", HTTP " + config.http_addr.to_string() +
+                         ", fsync " + fsync_name(config.storage.fsync));
+  log_bridges(config, self);
 
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
-    std::cerr << "kvnode " << config->name << ": signal " << sig << ", draining" << std::endl;
+    kv::log_line(self, "signal " + std::to_string(sig) + ", draining");
     node.drain_and_stop(std::chrono::milliseconds(5000), [&] { io.stop(); });
   });
   io.run();
-  std::cerr << "kvnode " << config->name << ": stopped" << std::endl;
+  kv::log_line(self, "stopped");
   return 0;
 }

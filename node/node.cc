@@ -1,11 +1,10 @@
 // The Asio driver of the replica (see node.h).
 #include "node/node.h"
 
-#include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
-#include <iostream>
 
+#include "net/log.h"
 #include "node/legacy_bridge.h"
 #include "node/pg_bridge.h"
 
@@ -19,11 +18,8 @@ using tcp = asio::ip::tcp;
 constexpr std::chrono::milliseconds drain_poll_interval{10};
 constexpr std::chrono::milliseconds drain_reply_flush{200};  // for the last replies to leave
 
-tcp::endpoint endpoint_of(const HostPort& hp) {
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(hp.host == "localhost" ? "127.0.0.1" : hp.host, ec);
-  return tcp::endpoint(ec ? asio::ip::address_v4::loopback() : addr, hp.port);
-}
+// REQUIRES: parse_node_config() checked that every address has an endpoint.
+tcp::endpoint endpoint_of(const HostPort& hp) { return tcp_endpoint(hp).value(); }
 
 std::uint64_t wall_ms() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -63,6 +59,7 @@ HttpServerOptions http_options(const NodeConfig& c) {
   HttpServerOptions o;
   o.limits.header_bytes_max = c.http_header_bytes_max;
   o.limits.body_bytes_max = c.http_body_bytes_max;
+  o.limits.value_bytes_max = c.replica.value_bytes_max;
   o.connections_max = c.connections_max;
   o.idle_timeout = std::chrono::milliseconds(c.idle_timeout_ms);
   o.read_timeout = std::chrono::milliseconds(c.read_timeout_ms);
@@ -88,21 +85,26 @@ Node::Node(asio::io_context& io, NodeConfig config, std::unique_ptr<Storage> sto
   };
 }
 
-std::string Node::start() {
+Expected<void> Node::start() {
+  const auto cannot_listen = [](std::string_view what, const HostPort& addr,
+                                const boost::system::error_code& ec) {
+    return Error{ec, "cannot listen for " + std::string(what) + " on " + addr.to_string() + ": " +
+                         ec.message()};
+  };
   if (auto ec = links_.listen(endpoint_of(config_.peer_addr))) {
-    return "cannot listen for peers on " + config_.peer_addr.to_string() + ": " + ec.message();
+    return cannot_listen("peers", config_.peer_addr, ec);
   }
   if (auto ec = resp_.listen(endpoint_of(config_.resp_addr))) {
-    return "cannot listen for RESP on " + config_.resp_addr.to_string() + ": " + ec.message();
+    return cannot_listen("RESP", config_.resp_addr, ec);
   }
   if (auto ec = http_.listen(endpoint_of(config_.http_addr))) {
-    return "cannot listen for HTTP on " + config_.http_addr.to_string() + ": " + ec.message();
+    return cannot_listen("HTTP", config_.http_addr, ec);
   }
   links_.start();
   if (pg_) pg_->start();
   if (legacy_) legacy_->start();
   process_ready();  // hints recovered from disk want a timer
-  return {};
+  return outcome::success();
 }
 
 std::uint64_t Node::now_ms() const { return wall_ms(); }
@@ -218,7 +220,7 @@ void Node::drain_and_stop(std::chrono::milliseconds grace, std::function<void()>
       return;
     }
     if (!in_flight_.empty()) {
-      std::cerr << "kvnode: " << in_flight_.size() << " request(s) still in flight at shutdown" << std::endl;
+      log_line("kvnode", std::to_string(in_flight_.size()) + " request(s) still in flight at shutdown");
     }
     auto t = std::make_shared<asio::steady_timer>(io_, drain_reply_flush);
     t->async_wait([t, finish_stop](const boost::system::error_code&) { finish_stop(); });

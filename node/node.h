@@ -13,9 +13,9 @@
 
 #include "core/replica.h"
 #include "net/http_server.h"
+#include "net/node_api.h"
 #include "net/peer_links.h"
 #include "net/resp_server.h"
-#include "node/api.h"
 #include "node/bridge.h"
 #include "node/config.h"
 #include "node/metrics.h"
@@ -27,8 +27,8 @@ class Node final : public NodeApi {
  public:
   Node(boost::asio::io_context& io, NodeConfig config, std::unique_ptr<Storage> storage);
 
-  // Binds every listener and connects to the peers. Returns an error message, empty on success.
-  std::string start();
+  // Binds every listener and connects to the peers.
+  Expected<void> start();
   // Stops accepting clients, lets in-flight requests finish (up to `grace`), then stops.
   void drain_and_stop(std::chrono::milliseconds grace, std::function<void()> done);
 

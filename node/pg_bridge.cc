@@ -29,13 +29,13 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
-#include <iostream>
 #include <map>
 #include <optional>
 #include <random>
 #include <utility>
 #include <vector>
 
+#include "net/log.h"
 #include "node/metrics.h"
 
 namespace kv {
@@ -58,6 +58,8 @@ constexpr std::chrono::milliseconds connect_timeout_min{1000};
 // one table can fail on pg_type's unique index). Any constant will do: "kv_pg".
 constexpr const char* setup_lock_sql = "SELECT pg_advisory_xact_lock(461195864167)";
 constexpr std::size_t resolved_addresses_max = 8;
+// What this file's log lines start with (net/log.h).
+constexpr std::string_view log_source = "postgres";
 // Group commit (see pump): calls that wait for a batch in flight rather than start another.
 constexpr std::size_t batch_fill_min = 16;
 constexpr std::chrono::microseconds batch_hold{2000};
@@ -65,8 +67,6 @@ constexpr std::chrono::microseconds batch_hold{2000};
 constexpr Oid oid_bool = 16, oid_bytea = 17, oid_int8 = 20;
 constexpr const char* write_statement = "kv_write";
 constexpr const char* lookup_statement = "kv_lookup";
-
-void log_line(const std::string& line) { std::cerr << ("postgres: " + line + "\n") << std::flush; }
 
 // libpq's messages end in a newline and may span lines; a client error wants one line.
 std::string one_line(const char* text) {
@@ -163,7 +163,7 @@ class PgBridge final : public Bridge {
     if (options_.batch_max == 0) options_.batch_max = 1;
     if (options_.reconnect_initial_ms == 0) options_.reconnect_initial_ms = 1;
     options_.reconnect_max_ms = std::max(options_.reconnect_max_ms, options_.reconnect_initial_ms);
-    config_error_ = validate_pg_options(options_);
+    if (auto valid = validate_pg_options(options_); !valid) config_error_ = valid.error().detail;
     if (config_error_.empty()) {
       char* err = nullptr;
       PQconninfoOption* opts = PQconninfoParse(options_.url.c_str(), &err);
@@ -189,7 +189,7 @@ class PgBridge final : public Bridge {
 
   void start() override {
     if (!config_error_.empty()) {
-      log_line("not starting: " + config_error_);
+      log_line(log_source, "not starting: " + config_error_);
       return;
     }
     for (auto& c : conns_) start_connect(*c);
@@ -679,7 +679,7 @@ class PgBridge final : public Bridge {
     c.connect_deadline = Clock::time_point::max();
     c.was_up = true;
     if (first) {
-      log_line("connected to " + redact_pg_url(options_.url) + " (table " + options_.table + ")");
+      log_line(log_source, "connected to " + redact_pg_url(options_.url) + " (table " + options_.table + ")");
       last_logged_error_.clear();
     }
     arm_deadline();
@@ -713,11 +713,11 @@ class PgBridge final : public Bridge {
       }
     }
     if (was_ready) {
-      log_line("connection " + std::to_string(c.index + 1) + " of " + std::to_string(conns_.size()) +
+      log_line(log_source, "connection " + std::to_string(c.index + 1) + " of " + std::to_string(conns_.size()) +
                " lost: " + reason);
       last_logged_error_ = reason;
     } else if (reason != last_logged_error_) {
-      log_line(reason + " (retrying with backoff)");
+      log_line(log_source, reason + " (retrying with backoff)");
       last_logged_error_ = reason;
     }
     if (stopped_) return;
@@ -827,24 +827,26 @@ std::unique_ptr<Bridge> make_pg_bridge(asio::io_context& io, const PgOptions& op
   return std::make_unique<PgBridge>(io, options);
 }
 
-std::string validate_pg_url(const std::string& url) {
-  if (url.empty()) return "no connection string";
+Expected<void> validate_pg_url(const std::string& url) {
+  if (url.empty()) return invalid_input("no connection string");
   char* err = nullptr;
   PQconninfoOption* opts = PQconninfoParse(url.c_str(), &err);
   std::string error;
   if (!opts) error = "bad connection string: " + (err ? one_line(err) : std::string("out of memory"));
   if (opts) PQconninfoFree(opts);
   if (err) PQfreemem(err);
-  return error;
+  if (!error.empty()) return invalid_input(std::move(error));
+  return outcome::success();
 }
 
-std::string validate_pg_table(const std::string& table) {
-  if (plain_identifier(table)) return {};
-  return "table name '" + table + "' is not a plain lowercase identifier ([a-z_][a-z0-9_]*, at most 63 bytes)";
+Expected<void> validate_pg_table(const std::string& table) {
+  if (plain_identifier(table)) return outcome::success();
+  return invalid_input("table name '" + table +
+                       "' is not a plain lowercase identifier ([a-z_][a-z0-9_]*, at most 63 bytes)");
 }
 
-std::string validate_pg_options(const PgOptions& options) {
-  if (auto e = validate_pg_url(options.url); !e.empty()) return e;
+Expected<void> validate_pg_options(const PgOptions& options) {
+  BOOST_OUTCOME_TRY(validate_pg_url(options.url));
   return validate_pg_table(options.table);
 }
 

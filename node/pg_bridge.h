@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "core/errors.h"
 #include "node/bridge.h"
 
 namespace kv {
@@ -15,10 +16,10 @@ namespace kv {
 std::unique_ptr<Bridge> make_pg_bridge(boost::asio::io_context& io, const PgOptions& options);
 
 // Checks what can be checked before connecting: the connection string parses and the table name
-// is a plain identifier. Returns an error message, empty when fine.
-std::string validate_pg_options(const PgOptions& options);
-std::string validate_pg_url(const std::string& url);
-std::string validate_pg_table(const std::string& table);
+// is a plain identifier.
+Expected<void> validate_pg_options(const PgOptions& options);
+Expected<void> validate_pg_url(const std::string& url);
+Expected<void> validate_pg_table(const std::string& table);
 
 // The connection string with any password replaced by "***", for logs.
 std::string redact_pg_url(const std::string& url);

@@ -10,7 +10,8 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <iostream>
+
+#include "net/log.h"
 
 namespace kv {
 
@@ -18,32 +19,37 @@ namespace {
 
 std::string errno_text() { return std::strerror(errno); }
 
-bool read_file(const std::string& path, std::string& out, std::string& error) {
+Error io_error(std::string detail) {
+  return Error{std::make_error_code(std::errc::io_error), std::move(detail)};
+}
+
+// The whole file, or empty if there is none.
+Expected<std::string> read_file(const std::string& path) {
+  std::string out;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOENT) return true;
-    error = "cannot open " + path + ": " + errno_text();
-    return false;
+    if (errno == ENOENT) return out;
+    return io_error("cannot open " + path + ": " + errno_text());
   }
   char buf[1 << 16];
   for (;;) {
     const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      error = "cannot read " + path + ": " + errno_text();
+      Error e = io_error("cannot read " + path + ": " + errno_text());
       ::close(fd);
-      return false;
+      return e;
     }
     if (n == 0) break;
     out.append(buf, static_cast<std::size_t>(n));
   }
   ::close(fd);
-  return true;
+  return out;
 }
 
 // A log or snapshot that cannot be written leaves no safe way on: stop before acknowledging.
 [[noreturn]] void die(const std::string& what) {
-  std::cerr << "kvnode: fatal: " << what << ": " << errno_text() << std::endl;
+  log_line("kvnode", "fatal: " + what + ": " + errno_text());
   std::abort();
 }
 
@@ -68,43 +74,38 @@ void fsync_dir(const std::string& dir) {
 Storage::Storage(StorageOptions options, boost::asio::io_context& io)
     : options_(std::move(options)), io_(io) {}
 
-Result<std::unique_ptr<Storage>> Storage::open(StorageOptions options, boost::asio::io_context& io,
-                                               std::string& error) {
+Expected<std::unique_ptr<Storage>> Storage::open(StorageOptions options,
+                                                 boost::asio::io_context& io) {
   std::unique_ptr<Storage> s(new Storage(std::move(options), io));
   const std::string& dir = s->options_.dir;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) {
-    error = "cannot create data directory " + dir + ": " + ec.message();
-    return std::make_error_code(std::errc::io_error);
-  }
+  if (ec) return io_error("cannot create data directory " + dir + ": " + ec.message());
   s->lock_fd_ = ::open((dir + "/LOCK").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (s->lock_fd_ < 0 || ::flock(s->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    error = "data directory " + dir + " is in use by another process (" + errno_text() + ")";
-    return std::make_error_code(std::errc::device_or_resource_busy);
+    return Error{std::make_error_code(std::errc::device_or_resource_busy),
+                 "data directory " + dir + " is in use by another process (" + errno_text() + ")"};
   }
-  std::string snapshot, wal;
-  bool have_snapshot = std::filesystem::exists(dir + "/snapshot");
-  if (!read_file(dir + "/snapshot", snapshot, error) || !read_file(dir + "/wal", wal, error)) {
-    return std::make_error_code(std::errc::io_error);
-  }
+  const bool have_snapshot = std::filesystem::exists(dir + "/snapshot");
+  BOOST_OUTCOME_TRY(const std::string snapshot, read_file(dir + "/snapshot"));
+  BOOST_OUTCOME_TRY(const std::string wal, read_file(dir + "/wal"));
   auto recovered = recover(have_snapshot ? std::optional<std::string_view>(snapshot) : std::nullopt, wal);
   if (!recovered) {
-    error = "cannot recover " + dir + ": " + recovered.error().message();
-    return recovered.error();
+    return Error{recovered.error(), "cannot recover " + dir + ": " + recovered.error().message()};
   }
   s->stats_.recovered_records = recovered.value().wal_records;
   s->stats_.recovered_tail_cut = recovered.value().wal_tail != WalTail::clean;
   if (s->stats_.recovered_tail_cut) {
-    std::cerr << "kvnode: recovery cut a " << (recovered.value().wal_tail == WalTail::torn ? "torn" : "corrupt")
-              << " log tail at byte " << recovered.value().wal_valid_bytes << " of " << wal.size() << std::endl;
+    log_line("kvnode", std::string("recovery cut a ") +
+                           (recovered.value().wal_tail == WalTail::torn ? "torn" : "corrupt") +
+                           " log tail at byte " + std::to_string(recovered.value().wal_valid_bytes) +
+                           " of " + std::to_string(wal.size()));
   }
   s->recovered_ = std::move(recovered.value().state);
   s->wal_fd_ = ::open((dir + "/wal").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (s->wal_fd_ < 0 || ::ftruncate(s->wal_fd_, static_cast<off_t>(recovered.value().wal_valid_bytes)) != 0 ||
       ::fsync(s->wal_fd_) != 0) {
-    error = "cannot open the log in " + dir + ": " + errno_text();
-    return std::make_error_code(std::errc::io_error);
+    return io_error("cannot open the log in " + dir + ": " + errno_text());
   }
   fsync_dir(dir);
   s->wal_file_bytes_ = recovered.value().wal_valid_bytes;

@@ -23,6 +23,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "core/errors.h"
 #include "core/wal.h"
 
 namespace kv {
@@ -54,8 +55,8 @@ struct StorageStats {
 class Storage {
  public:
   // Opens (creating if needed) and locks the data directory, recovers its state.
-  static Result<std::unique_ptr<Storage>> open(StorageOptions options, boost::asio::io_context& io,
-                                               std::string& error);
+  static Expected<std::unique_ptr<Storage>> open(StorageOptions options,
+                                                 boost::asio::io_context& io);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;

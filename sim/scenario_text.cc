@@ -29,6 +29,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/parse.h"
 #include "core/ring.h"
 #include "sim/rng.h"
 #include "sim/sim.h"
@@ -221,13 +222,13 @@ std::string scenario_to_text(const Scenario& s) {
 
 namespace {
 
-// Whole-token integer parsing: no sign on unsigned values, no spaces, no trailing junk.
+// Whole-token integer parsing with the project's one parser (core/parse.h): no sign on unsigned
+// values, no spaces, no trailing junk. Leaves `out` alone when the token does not parse.
 template <typename T>
 bool parse_int(std::string_view text, T& out) {
-  if (text.empty()) return false;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, out);
-  return ec == std::errc() && ptr == end;
+  const std::optional<T> value = parse_integer<T>(text);
+  if (value) out = *value;
+  return value.has_value();
 }
 
 // Why a token did not parse, said plainly: a hand-edited file is the usual culprit.

@@ -342,11 +342,10 @@ TEST(HttpApi, CoreErrorsMapToStatuses) {
   const std::vector<Case> cases = {
       {Errc::invalid_argument, "read quorum 5 is outside 1..3 (replicas)",
        http::status::bad_request},
-      {Errc::invalid_argument, "value of 9 bytes exceeds value_bytes_max (8)",
-       http::status::payload_too_large},
       {Errc::quorum_unavailable, "1 of 2 replicas answered", http::status::service_unavailable},
       {Errc::timeout, "1 of 2 acks", http::status::gateway_timeout},
       {Errc::overloaded, "requests_in_flight_max (10) reached", http::status::service_unavailable},
+      {Errc::unavailable, "PostgreSQL: connection refused", http::status::service_unavailable},
   };
   for (const Case& c : cases) {
     for (http::verb method : {http::verb::get, http::verb::post, http::verb::delete_}) {
@@ -360,6 +359,34 @@ TEST(HttpApi, CoreErrorsMapToStatuses) {
       EXPECT_EQ(body.at("detail").as_string(), c.detail);
       EXPECT_EQ(res[http::field::retry_after], c.errc == Errc::overloaded ? "1" : "");
     }
+  }
+}
+
+// The status comes from the error code and the request, never from the detail's text.
+TEST(HttpApi, RefusedOversizedValueIs413) {
+  HttpLimits limits;
+  limits.value_bytes_max = 8;
+  const std::string detail = "value of 9 bytes exceeds value_bytes_max (8)";
+  const auto refused = [&](std::string body) {
+    FakeNode node;
+    node.fail = Errc::invalid_argument;
+    node.fail_detail = detail;
+    return call(node, make_request(http::verb::post, "/v1/k", std::move(body)), limits);
+  };
+  HttpResponse over = refused(R"({"value":"123456789"})");
+  EXPECT_EQ(over.result(), http::status::payload_too_large);
+  EXPECT_EQ(body_of(over).at("detail").as_string(), detail);
+  // A value within the limit: any other invalid argument is a 400, whatever the detail says.
+  EXPECT_EQ(refused(R"({"value":"12345678"})").result(), http::status::bad_request);
+}
+
+TEST(HttpApi, MalformedQueryIs400) {
+  for (const std::string target : {"/v1/k?x=%zz", "/v1/k?r=1&x=%4", "/v1/k?x=a b"}) {
+    FakeNode node;
+    HttpResponse res = call(node, http::verb::get, target);
+    EXPECT_EQ(res.result(), http::status::bad_request) << target;
+    EXPECT_NE(error_of(res).find("query"), std::string::npos) << res.body();
+    EXPECT_TRUE(node.requests.empty()) << target;
   }
 }
 
@@ -448,7 +475,8 @@ RC_GTEST_PROP(HttpApi, Utf8LossyOutputIsValidAndValidInputIsKept, ()) {
   RC_ASSERT(lossy == (once != bytes));
 }
 
-RC_GTEST_PROP(HttpApi, PercentDecodeInvertsEncoding, (const std::string& bytes)) {
+RC_GTEST_PROP(HttpApi, EveryByteOfAKeyIsReachableEncoded, (const std::string& bytes)) {
+  RC_PRE(!bytes.empty());
   constexpr std::string_view hex = "0123456789ABCDEF";
   std::string encoded;
   for (char c : bytes) {
@@ -457,7 +485,10 @@ RC_GTEST_PROP(HttpApi, PercentDecodeInvertsEncoding, (const std::string& bytes))
     encoded += hex[b >> 4];
     encoded += hex[b & 15];
   }
-  RC_ASSERT(percent_decode(encoded) == std::optional<std::string>(bytes));
+  FakeNode node;
+  RC_ASSERT(call(node, http::verb::get, "/v1/" + encoded).result() == http::status::not_found);
+  RC_ASSERT(node.requests.size() == 1u);
+  RC_ASSERT(node.requests[0].key == bytes);
 }
 
 // ---- Server over real sockets ----
