@@ -1,6 +1,6 @@
 // What one node's replication core is told: the cluster, the quorums, the timers, the limits
 // and the bridges. These are the defaults of every knob; kvnode's flags and the simulator start
-// from them (node/config.cc, sim/world.cc) and never restate them.
+// from them (node/config.cc, sim/sim.h) and never restate them.
 #pragma once
 
 #include <cstddef>

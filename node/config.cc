@@ -30,6 +30,10 @@ Expected<T> flag_context(std::string_view flag, Expected<T> result) {
 }
 
 po::options_description describe_options() {
+  // Every default is the one the configuration structs hold (ReplicaConfig in core/config.h for
+  // the core's knobs): written there once, shown and applied from there.
+  const NodeConfig def;
+  const ReplicaConfig& rd = def.replica;
   po::options_description d("kvnode options (each also read from KV_<FLAG>, e.g. KV_DATA_DIR)");
   d.add_options()
     ("help,h", "print this help and exit")
@@ -37,40 +41,40 @@ po::options_description describe_options() {
     ("cluster", po::value<std::string>(),
      "every member as name@host:port of its peer address, comma-separated, e.g. "
      "n1@127.0.0.1:7001,n2@127.0.0.1:7002,n3@127.0.0.1:7003 (required)")
-    ("cluster-id", po::value<std::string>()->default_value("kv"), "peers with another cluster id are refused")
+    ("cluster-id", po::value<std::string>()->default_value(def.cluster_id), "peers with another cluster id are refused")
     ("peer-addr", po::value<std::string>(), "listen address for peers (default: this node's entry in --cluster)")
-    ("resp-addr", po::value<std::string>()->default_value("127.0.0.1:6379"), "Redis protocol listen address")
-    ("http-addr", po::value<std::string>()->default_value("127.0.0.1:8001"), "HTTP/JSON listen address")
+    ("resp-addr", po::value<std::string>()->default_value(def.resp_addr.to_string()), "Redis protocol listen address")
+    ("http-addr", po::value<std::string>()->default_value(def.http_addr.to_string()), "HTTP/JSON listen address")
     ("data-dir", po::value<std::string>()->default_value("./data"), "where the log and snapshot live")
-    ("replicas", po::value<std::uint32_t>()->default_value(3), "N: copies of every key")
-    ("read-quorum", po::value<std::uint32_t>()->default_value(2), "R: default replies a read waits for")
-    ("write-quorum", po::value<std::uint32_t>()->default_value(2), "W: default acknowledgements a write waits for")
-    ("sloppy-quorum", po::value<bool>()->default_value(false), "count fallback nodes toward W (gives up C4 for availability)")
+    ("replicas", po::value<std::uint32_t>()->default_value(rd.replicas), "N: copies of every key")
+    ("read-quorum", po::value<std::uint32_t>()->default_value(rd.read_quorum), "R: default replies a read waits for")
+    ("write-quorum", po::value<std::uint32_t>()->default_value(rd.write_quorum), "W: default acknowledgements a write waits for")
+    ("sloppy-quorum", po::value<bool>()->default_value(rd.sloppy_quorum), "count fallback nodes toward W (gives up C4 for availability)")
     ("fsync", po::value<std::string>()->default_value("always"),
      "always: acknowledge only fsynced writes (group commit); batch: fsync every 100 ms, may lose "
      "the last 100 ms of acknowledged writes on power loss; none: never fsync")
-    ("vnodes", po::value<std::uint32_t>()->default_value(ring_vnodes_per_node_default), "virtual nodes per node")
-    ("request-timeout-ms", po::value<std::uint64_t>()->default_value(2000), "a client request's deadline")
-    ("snapshot-wal-bytes", po::value<std::uint64_t>()->default_value(64ull << 20), "snapshot once the log is this long")
+    ("vnodes", po::value<std::uint32_t>()->default_value(rd.vnodes_per_node), "virtual nodes per node")
+    ("request-timeout-ms", po::value<std::uint64_t>()->default_value(rd.request_timeout_ms), "a client request's deadline")
+    ("snapshot-wal-bytes", po::value<std::uint64_t>()->default_value(def.storage.snapshot_wal_bytes), "snapshot once the log is this long")
     // Limits (README.md, "Limits"): whole numbers, read by apply_limits().
-    ("key-bytes-max", po::value<std::string>()->default_value("8192"), "largest key accepted")
-    ("value-bytes-max", po::value<std::string>()->default_value("1048576"), "largest value accepted")
+    ("key-bytes-max", po::value<std::string>()->default_value(std::to_string(rd.key_bytes_max)), "largest key accepted")
+    ("value-bytes-max", po::value<std::string>()->default_value(std::to_string(rd.value_bytes_max)), "largest value accepted")
     ("frame-bytes-max", po::value<std::string>(),
      "largest peer frame payload sent or accepted (default: 4 MiB + 64 KiB, or --key-bytes-max + "
      "--value-bytes-max + 64 KiB if larger); every node of a cluster should use the same")
-    ("resp-array-max", po::value<std::string>()->default_value("1048576"), "arguments in one RESP command")
+    ("resp-array-max", po::value<std::string>()->default_value(std::to_string(def.resp_array_max)), "arguments in one RESP command")
     ("resp-bulk-bytes-max", po::value<std::string>(),
      "largest RESP argument (default: the larger of --key-bytes-max and --value-bytes-max, plus "
      "1 KiB, so that a value slightly too large is refused by name and the connection stays)")
-    ("http-header-bytes-max", po::value<std::string>()->default_value("16384"), "HTTP request line and headers")
+    ("http-header-bytes-max", po::value<std::string>()->default_value(std::to_string(def.http_header_bytes_max)), "HTTP request line and headers")
     ("http-body-bytes-max", po::value<std::string>(),
      "HTTP request body (default: 6 x --value-bytes-max + 1 KiB, room for JSON escapes)")
-    ("connections-max", po::value<std::string>()->default_value("10000"), "client connections, RESP and HTTP each")
-    ("requests-in-flight-max", po::value<std::string>()->default_value("10000"), "client requests the node coordinates at once")
-    ("requests-in-flight-per-connection-max", po::value<std::string>()->default_value("1024"),
+    ("connections-max", po::value<std::string>()->default_value(std::to_string(def.connections_max)), "client connections, RESP and HTTP each")
+    ("requests-in-flight-max", po::value<std::string>()->default_value(std::to_string(rd.requests_in_flight_max)), "client requests the node coordinates at once")
+    ("requests-in-flight-per-connection-max", po::value<std::string>()->default_value(std::to_string(def.requests_in_flight_per_connection_max)),
      "requests one RESP connection may have outstanding (pipelining); reading pauses beyond")
-    ("idle-timeout-ms", po::value<std::string>()->default_value("300000"), "close a client connection idle this long")
-    ("read-timeout-ms", po::value<std::string>()->default_value("30000"),
+    ("idle-timeout-ms", po::value<std::string>()->default_value(std::to_string(def.idle_timeout_ms)), "close a client connection idle this long")
+    ("read-timeout-ms", po::value<std::string>()->default_value(std::to_string(def.read_timeout_ms)),
      "close a client connection that leaves a request half-sent this long")
     ("postgres", po::value<std::string>(),
      "PostgreSQL write-through and lookup: a libpq connection string or postgresql:// URL, e.g. "
@@ -78,19 +82,19 @@ po::options_description describe_options() {
     ("postgres-mode", po::value<std::string>()->default_value("sync"),
      "sync: a write is acknowledged once W replicas and PostgreSQL have it; async: through a bounded "
      "write-behind queue, coalesced per key and retried")
-    ("postgres-table", po::value<std::string>()->default_value("kv"), "the table, created if missing (a plain lowercase identifier)")
-    ("postgres-pool", po::value<std::size_t>()->default_value(4), "PostgreSQL connections")
-    ("postgres-timeout-ms", po::value<std::uint64_t>()->default_value(2000), "a PostgreSQL call not answered by then fails")
-    ("postgres-batch-max", po::value<std::size_t>()->default_value(256), "calls pipelined into one round trip and one commit")
-    ("postgres-queue-max", po::value<std::size_t>()->default_value(10000), "async: keys waiting for PostgreSQL; writes beyond are refused (overloaded)")
+    ("postgres-table", po::value<std::string>()->default_value(def.pg.table), "the table, created if missing (a plain lowercase identifier)")
+    ("postgres-pool", po::value<std::size_t>()->default_value(def.pg.pool), "PostgreSQL connections")
+    ("postgres-timeout-ms", po::value<std::uint64_t>()->default_value(def.pg.timeout_ms), "a PostgreSQL call not answered by then fails")
+    ("postgres-batch-max", po::value<std::size_t>()->default_value(def.pg.batch_max), "calls pipelined into one round trip and one commit")
+    ("postgres-queue-max", po::value<std::size_t>()->default_value(rd.pg_queue_max), "async: keys waiting for PostgreSQL; writes beyond are refused (overloaded)")
     ("legacy-url", po::value<std::string>(),
      "legacy API read-through: a URL template, {key} replaced by the percent-encoded key, e.g. "
      "'http://127.0.0.1:9000/items/{key}' (default: off)")
-    ("legacy-field", po::value<std::string>()->default_value("value"), "the JSON member of the legacy API's answer holding the value")
-    ("legacy-timeout-ms", po::value<std::uint64_t>()->default_value(1000), "a legacy API call not answered by then fails")
-    ("legacy-negative-ttl-ms", po::value<std::uint64_t>()->default_value(5000), "how long a legacy not-found is remembered")
-    ("legacy-breaker-failures", po::value<std::uint32_t>()->default_value(5), "consecutive legacy API failures that open the circuit breaker")
-    ("legacy-breaker-open-ms", po::value<std::uint64_t>()->default_value(5000), "how long the breaker stays open before one probe");
+    ("legacy-field", po::value<std::string>()->default_value(def.legacy.field), "the JSON member of the legacy API's answer holding the value")
+    ("legacy-timeout-ms", po::value<std::uint64_t>()->default_value(def.legacy.timeout_ms), "a legacy API call not answered by then fails")
+    ("legacy-negative-ttl-ms", po::value<std::uint64_t>()->default_value(rd.legacy_negative_ttl_ms), "how long a legacy not-found is remembered")
+    ("legacy-breaker-failures", po::value<std::uint32_t>()->default_value(rd.legacy_breaker_failures), "consecutive legacy API failures that open the circuit breaker")
+    ("legacy-breaker-open-ms", po::value<std::uint64_t>()->default_value(rd.legacy_breaker_open_ms), "how long the breaker stays open before one probe");
   return d;
 }
 
