@@ -62,11 +62,10 @@ void to_pb(const Record& r, pb::Record& out) {
   out.set_value(r.value);
 }
 
-std::string record_from_pb(pb::Record& p, Record& out) {
-  if (!p.has_version()) return "record has no version";
-  if (p.tombstone() && !p.value().empty()) return "record is a tombstone with a value";
-  out = Record{from_pb(p.version()), p.tombstone(), std::move(*p.mutable_value())};
-  return {};
+Expected<Record> record_from_pb(pb::Record& p) {
+  if (!p.has_version()) return invalid_input("record has no version");
+  if (p.tombstone() && !p.value().empty()) return invalid_input("record is a tombstone with a value");
+  return Record{from_pb(p.version()), p.tombstone(), std::move(*p.mutable_value())};
 }
 
 }  // namespace kv

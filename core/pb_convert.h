@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/errors.h"
 #include "core/kv.pb.h"
 #include "core/version.h"
 
@@ -31,7 +32,7 @@ void to_pb(const Version& v, pb::Version& out);
 Version from_pb(const pb::Version& p);
 // REQUIRES: a tombstone carries no value (the decoders refuse one that does).
 void to_pb(const Record& r, pb::Record& out);
-// Moves the value out of `p` (it may be a megabyte). Returns what is wrong, or an empty string.
-std::string record_from_pb(pb::Record& p, Record& out);
+// Moves the value out of `p` (it may be a megabyte); the error says what is wrong with it.
+Expected<Record> record_from_pb(pb::Record& p);
 
 }  // namespace kv

@@ -30,9 +30,9 @@ std::uint32_t record_crc(const char* header, std::string_view payload) {
 using kv::from_pb;  // Version's, from pb_convert.h, beside the overloads below
 
 std::optional<Record> from_pb(pb::Record& p) {
-  Record r;
-  if (!record_from_pb(p, r).empty()) return std::nullopt;
-  return r;
+  Expected<Record> r = record_from_pb(p);
+  if (!r) return std::nullopt;
+  return std::move(r).value();
 }
 
 std::optional<WalPut> from_pb(pb::WalPut& p) {

@@ -111,81 +111,83 @@ void body_to_pb(const WriteAck& b, pb::PeerMessage& out) {
   to_pb(b.version, *p.mutable_version());
 }
 
-// ---- protobuf -> core: each returns what is wrong, or an empty string ----
+// ---- protobuf -> core: each returns the value, or what is wrong ----
 // Byte fields are moved out of the parsed message: a value may be a megabyte.
 
-std::string kind_from_pb(std::uint32_t raw, WriteKind& out) {
+Expected<WriteKind> kind_from_pb(std::uint32_t raw) {
   if (raw < static_cast<std::uint32_t>(WriteKind::client) ||
       raw > static_cast<std::uint32_t>(WriteKind::hint_delivery)) {
-    return "unknown write kind " + std::to_string(raw);
+    return invalid_input("unknown write kind " + std::to_string(raw));
   }
-  out = static_cast<WriteKind>(raw);
-  return {};
+  return static_cast<WriteKind>(raw);
 }
 
-std::string body_from_pb(pb::ReadReq& p, MessageBody& out) {
-  out = ReadReq{p.req(), std::move(*p.mutable_key())};
-  return {};
+Expected<MessageBody> body_from_pb(pb::ReadReq& p) {
+  return ReadReq{p.req(), std::move(*p.mutable_key())};
 }
 
-std::string body_from_pb(pb::ReadResp& p, MessageBody& out) {
+Expected<MessageBody> body_from_pb(pb::ReadResp& p) {
   ReadResp b{p.req(), std::move(*p.mutable_key()), std::nullopt};
   if (p.has_record()) {
-    Record record;
-    if (std::string e = record_from_pb(*p.mutable_record(), record); !e.empty()) return e;
-    b.record = std::move(record);
+    BOOST_OUTCOME_TRY(b.record, record_from_pb(*p.mutable_record()));
   }
-  out = std::move(b);
-  return {};
+  return b;
 }
 
-std::string body_from_pb(pb::WriteReq& p, MessageBody& out) {
+Expected<MessageBody> body_from_pb(pb::WriteReq& p) {
   WriteReq b;
   b.req = p.req();
-  if (std::string e = kind_from_pb(p.kind(), b.kind); !e.empty()) return e;
+  BOOST_OUTCOME_TRY(b.kind, kind_from_pb(p.kind()));
   b.key = std::move(*p.mutable_key());
-  if (!p.has_record()) return "no record";
-  if (std::string e = record_from_pb(*p.mutable_record(), b.record); !e.empty()) return e;
+  if (!p.has_record()) return invalid_input("no record");
+  BOOST_OUTCOME_TRY(b.record, record_from_pb(*p.mutable_record()));
   b.hint_for = p.hint_for();
-  out = std::move(b);
-  return {};
+  return b;
 }
 
-std::string body_from_pb(pb::WriteAck& p, MessageBody& out) {
+Expected<MessageBody> body_from_pb(pb::WriteAck& p) {
   WriteAck b;
   b.req = p.req();
-  if (std::string e = kind_from_pb(p.kind(), b.kind); !e.empty()) return e;
+  BOOST_OUTCOME_TRY(b.kind, kind_from_pb(p.kind()));
   b.key = std::move(*p.mutable_key());
-  if (!p.has_version()) return "no version";
+  if (!p.has_version()) return invalid_input("no version");
   b.version = from_pb(p.version());
-  out = std::move(b);
-  return {};
+  return b;
 }
 
-std::string message_from_pb(pb::PeerMessage& p, Message& out) {
-  if (p.from() == 0) return "message from node 0";
-  if (p.to() == 0) return "message to node 0";
-  std::string e;
-  switch (p.body_case()) {
-    case pb::PeerMessage::kReadReq:
-      e = body_from_pb(*p.mutable_read_req(), out.body);
-      break;
-    case pb::PeerMessage::kReadResp:
-      if (e = body_from_pb(*p.mutable_read_resp(), out.body); !e.empty()) e = "read_resp: " + e;
-      break;
-    case pb::PeerMessage::kWriteReq:
-      if (e = body_from_pb(*p.mutable_write_req(), out.body); !e.empty()) e = "write_req: " + e;
-      break;
-    case pb::PeerMessage::kWriteAck:
-      if (e = body_from_pb(*p.mutable_write_ack(), out.body); !e.empty()) e = "write_ack: " + e;
-      break;
-    case pb::PeerMessage::BODY_NOT_SET:
-      return "message has no body";
-  }
-  if (!e.empty()) return e;
+// `body`'s error, its detail prefixed with the body's name.
+Expected<MessageBody> named(std::string_view name, Expected<MessageBody> body) {
+  if (!body) return Error{body.error().code, std::string(name) + ": " + body.error().detail};
+  return body;
+}
+
+Expected<Message> message_from_pb(pb::PeerMessage& p) {
+  if (p.from() == 0) return invalid_input("message from node 0");
+  if (p.to() == 0) return invalid_input("message to node 0");
+  Message out;
   out.from = p.from();
   out.to = p.to();
-  return {};
+  switch (p.body_case()) {
+    case pb::PeerMessage::kReadReq: {
+      BOOST_OUTCOME_TRY(out.body, body_from_pb(*p.mutable_read_req()));
+      return out;
+    }
+    case pb::PeerMessage::kReadResp: {
+      BOOST_OUTCOME_TRY(out.body, named("read_resp", body_from_pb(*p.mutable_read_resp())));
+      return out;
+    }
+    case pb::PeerMessage::kWriteReq: {
+      BOOST_OUTCOME_TRY(out.body, named("write_req", body_from_pb(*p.mutable_write_req())));
+      return out;
+    }
+    case pb::PeerMessage::kWriteAck: {
+      BOOST_OUTCOME_TRY(out.body, named("write_ack", body_from_pb(*p.mutable_write_ack())));
+      return out;
+    }
+    case pb::PeerMessage::BODY_NOT_SET:
+      break;
+  }
+  return invalid_input("message has no body");
 }
 
 }  // namespace
@@ -223,11 +225,9 @@ FrameDecode decode_message(std::string_view bytes, std::size_t frame_max, Messag
   if (frame.result.status != FrameDecode::Status::complete) return std::move(frame.result);
   pb::PeerMessage msg;
   if (!parse(frame.payload, msg)) return decode_error("message payload does not parse");
-  Message decoded;
-  if (std::string e = message_from_pb(msg, decoded); !e.empty()) {
-    return decode_error(std::move(e));
-  }
-  out = std::move(decoded);
+  Expected<Message> decoded = message_from_pb(msg);
+  if (!decoded) return decode_error(std::move(decoded.error().detail));
+  out = std::move(decoded).value();
   return std::move(frame.result);
 }
 
