@@ -1,4 +1,6 @@
-// The checker: the consistency contract (DESIGN.md, C1-C5) over a run's history and final state.
+// The checker: the consistency contract (DESIGN.md: C1-C5 and C7; the store has no tombstone
+// collection, expiry or counters yet, so C6, C8 and C9 have nothing to check) over a run's
+// history and final state.
 //
 // It knows only what a client could know (operations, their real-time order, what each returned)
 // plus, for C2, the replicas' final records. Properties that rely on quorum intersection (C4, C5)
