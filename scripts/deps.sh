@@ -9,7 +9,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config patch
-  libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev
+  libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev libboost-url1.81-dev
   libprotobuf-dev protobuf-compiler
   libpq-dev libcurl4-openssl-dev
   librapidcheck-dev libgtest-dev libgmock-dev libbenchmark-dev
