@@ -9,7 +9,9 @@
 //   arguments and consumes exactly its encoding;
 // - the connection answers every command with exactly one well-formed RESP2 reply, in order, the
 //   same bytes however the input was split; with completions held and returned out of order
-//   and a tiny in-flight limit, it still answers everything once the node has answered.
+//   and a tiny in-flight limit, it still answers everything once the node has answered;
+// - the client's reply parser gives the same replies and the same error however its input was
+//   split, and reads the connection's output as exactly as many replies as the oracle here.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -151,6 +153,52 @@ std::size_t skip_reply(std::string_view out, std::size_t at, int depth = 0) {
   }
 }
 
+// A reply tree as text, for comparing the client parser's results.
+std::string show(const RespReply& r) {
+  std::string out(1, "+-:$_*"[static_cast<int>(r.type)]);
+  out += r.type == RespReplyType::integer ? std::to_string(r.integer) : std::string(r.text);
+  for (const RespReply& e : r.elements) out += "(" + show(e) + ")";
+  return out;
+}
+
+// Every reply of `in` with the client parser, the bytes arriving `split` at a time (0: at once).
+std::vector<std::string> client_replies(std::string_view in, const RespReplyLimits& limits, bool split) {
+  std::vector<std::string> out;
+  RespReplyParser parser(limits);
+  Splitter s(in);
+  std::size_t start = 0, arrived = split ? 0 : in.size();
+  for (;;) {
+    RespReply reply;
+    std::size_t consumed = 0;
+    std::string error;
+    const ParseStatus status = parser.parse(in.substr(start, arrived - start), reply, consumed, error);
+    if (status == ParseStatus::error) {
+      out.push_back("error: " + error);
+      return out;
+    }
+    if (status == ParseStatus::complete) {
+      require(consumed > 0 && consumed <= arrived - start, "a reply consumed bytes it was not given");
+      out.push_back(show(reply));
+      start += consumed;
+      if (start < arrived) continue;
+    }
+    if (arrived == in.size()) return out;
+    arrived = std::min(in.size(), arrived + s.next());
+  }
+}
+
+void check_reply_parser(std::string_view in) {
+  RespReplyLimits tiny;
+  tiny.bulk_bytes_max = 16;
+  tiny.line_bytes_max = 24;
+  tiny.array_len_max = 4;
+  tiny.depth_max = 3;
+  for (const RespReplyLimits& limits : {RespReplyLimits{}, tiny}) {
+    require(client_replies(in, limits, false) == client_replies(in, limits, true),
+            "the reply parser depends on how its input was split");
+  }
+}
+
 std::size_t count_replies(std::string_view out) {
   std::size_t n = 0;
   for (std::size_t at = 0; at < out.size(); ++n) {
@@ -197,6 +245,9 @@ void check_connection(std::string_view in) {
   require(run_connection(in, true) == whole, "output depends on how the input was split");
   const std::size_t owed = replies_owed(in);
   const std::size_t given = count_replies(whole);
+  const std::vector<std::string> read_back = client_replies(whole, RespReplyLimits{}, false);
+  require(read_back.size() == given && (read_back.empty() || !read_back.back().starts_with("error: ")),
+          "the client parser reads the connection's output differently from the oracle");
   require(given == owed, "the connection gave " + std::to_string(given) + " replies for " +
                              std::to_string(owed) + " commands");
 
@@ -236,5 +287,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_parser(in, kv::RespLimits{}, "default");
   check_parser(in, tiny_limits(), "tiny");
   check_connection(in);
+  check_reply_parser(in);
   return 0;
 }

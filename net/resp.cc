@@ -260,4 +260,130 @@ void append_command(std::string& out, const std::vector<std::string>& args) {
   for (const std::string& arg : args) append_bulk(out, arg);
 }
 
+void append_command(std::string& out, std::initializer_list<std::string_view> args) {
+  append_array_header(out, args.size());
+  for (const std::string_view arg : args) append_bulk(out, arg);
+}
+
+// ---- Replies ----
+
+namespace {
+
+// One reply parse over a whole buffer. `needed` is set when the reply is incomplete: the buffer
+// must be at least that long before another scan can get further.
+struct ReplyScan {
+  std::string_view buffer;
+  const RespReplyLimits& limits;
+  std::string& error;
+  std::size_t needed = 0;
+
+  ParseStatus incomplete(std::size_t at_least) {
+    needed = at_least;
+    return ParseStatus::incomplete;
+  }
+  ParseStatus fail(std::string message) {
+    error = std::move(message);
+    return ParseStatus::error;
+  }
+
+  // One CRLF-terminated line starting at `pos`; moves `pos` past it. Its length is checked
+  // whether or not its end has arrived, so the result does not depend on how bytes were split.
+  ParseStatus line(std::size_t& pos, std::string_view& out) {
+    const auto end = buffer.find("\r\n", pos);
+    // A '\r' that has arrived without its '\n' yet is not part of the line.
+    std::size_t length = (end == std::string_view::npos ? buffer.size() : end) - pos;
+    if (end == std::string_view::npos && length > 0 && buffer.back() == '\r') --length;
+    if (length > limits.line_bytes_max) {
+      return fail("line longer than " + std::to_string(limits.line_bytes_max) + " bytes");
+    }
+    if (end == std::string_view::npos) return incomplete(buffer.size() + 1);
+    out = buffer.substr(pos, end - pos);
+    pos = end + 2;
+    return ParseStatus::complete;
+  }
+
+  ParseStatus bulk(std::size_t& pos, std::int64_t n, RespReply& out) {
+    if (n == -1) {
+      out.type = RespReplyType::null;
+      return ParseStatus::complete;
+    }
+    if (n < -1 || static_cast<std::uint64_t>(n) > limits.bulk_bytes_max) {
+      return fail("bad bulk length " + std::to_string(n));
+    }
+    const auto len = static_cast<std::size_t>(n);
+    if (buffer.size() - pos < len + 2) return incomplete(pos + len + 2);
+    if (buffer.substr(pos + len, 2) != "\r\n") return fail("bulk string not followed by CRLF");
+    out.type = RespReplyType::bulk;
+    out.text = buffer.substr(pos, len);
+    pos += len + 2;
+    return ParseStatus::complete;
+  }
+
+  ParseStatus array(std::size_t& pos, std::size_t depth, std::int64_t n, RespReply& out) {
+    if (n == -1) {
+      out.type = RespReplyType::null;
+      return ParseStatus::complete;
+    }
+    if (n < -1 || static_cast<std::uint64_t>(n) > limits.array_len_max) {
+      return fail("bad array length " + std::to_string(n));
+    }
+    if (depth + 1 > limits.depth_max) {
+      return fail("arrays nested deeper than " + std::to_string(limits.depth_max));
+    }
+    out.type = RespReplyType::array;
+    out.elements.clear();
+    // Grown one element at a time: a claimed length allocates nothing before its elements came.
+    for (std::int64_t i = 0; i < n; ++i) {
+      out.elements.emplace_back();
+      if (auto s = reply(pos, depth + 1, out.elements.back()); s != ParseStatus::complete) return s;
+    }
+    return ParseStatus::complete;
+  }
+
+  ParseStatus reply(std::size_t& pos, std::size_t depth, RespReply& out) {
+    if (pos >= buffer.size()) return incomplete(pos + 1);
+    const char type = buffer[pos++];
+    std::string_view text;
+    if (auto s = line(pos, text); s != ParseStatus::complete) return s;
+    switch (type) {
+      case '+':
+      case '-':
+        out.type = type == '+' ? RespReplyType::simple : RespReplyType::error;
+        out.text = text;
+        return ParseStatus::complete;
+      case ':':
+      case '$':
+      case '*': {
+        const auto n = parse_integer<std::int64_t>(text);
+        if (!n) {
+          std::string shown;
+          for (const char c : text.substr(0, length_line_bytes_max)) shown += printable(c);
+          return fail("bad integer '" + shown + "'");
+        }
+        if (type == '$') return bulk(pos, *n, out);
+        if (type == '*') return array(pos, depth, *n, out);
+        out.type = RespReplyType::integer;
+        out.integer = *n;
+        return ParseStatus::complete;
+      }
+      default:
+        return fail("unexpected reply type byte '" + printable(type) + "'");
+    }
+  }
+};
+
+}  // namespace
+
+ParseStatus RespReplyParser::parse(std::string_view buffer, RespReply& out, std::size_t& consumed,
+                                   std::string& error) {
+  if (buffer.size() < bytes_needed_) return ParseStatus::incomplete;
+  ReplyScan scan{buffer, limits_, error};
+  std::size_t pos = 0;
+  out = RespReply{};
+  const ParseStatus status = scan.reply(pos, 0, out);
+  bytes_needed_ = status == ParseStatus::incomplete ? scan.needed : 0;
+  if (status == ParseStatus::complete) consumed = pos;
+  return status;
+}
+
 }  // namespace kv

@@ -1,5 +1,7 @@
 // The Redis protocol (RESP2) codec: an incremental parser of client commands and the encoders of
-// replies. Pure functions over bytes, no Asio, so that the parser can be fuzzed on its own.
+// replies for the server; the encoder of commands and an incremental parser of replies for
+// clients (kvbench). Pure functions over bytes, no Asio, so that the parsers can be fuzzed on
+// their own.
 //
 // A client sends either an array of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`, what every
 // client library sends) or an inline command (`PING\r\n`, space-separated with Redis's quoting
@@ -10,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -93,5 +96,48 @@ void append_null_array(std::string& out);
 
 // A command as a client library sends it: an array of bulk strings.
 void append_command(std::string& out, const std::vector<std::string>& args);
+// The same without copying the arguments, for clients that send many: {"GET", key}.
+void append_command(std::string& out, std::initializer_list<std::string_view> args);
+
+// ---- Replies, as a client reads them (RESP2: what a client gets without HELLO 3) ----
+
+enum class RespReplyType : std::uint8_t { simple, error, integer, bulk, null, array };
+
+struct RespReply {
+  RespReplyType type = RespReplyType::null;
+  std::string_view text;  // simple, error, bulk: points into the parsed buffer
+  std::int64_t integer = 0;
+  std::vector<RespReply> elements;
+};
+
+struct RespReplyLimits {
+  std::size_t bulk_bytes_max = 64u << 20;  // one bulk string
+  std::size_t line_bytes_max = 64u << 10;  // a status, error or length line
+  std::size_t array_len_max = 1u << 20;    // elements of one array
+  std::size_t depth_max = 8;               // arrays within arrays
+};
+
+// Parses one reply from the front of a buffer. What has been seen of an incomplete reply is
+// remembered as the number of bytes it needs at least, so that a large bulk string arriving in
+// many reads is not rescanned on every read; its headers, a few bytes, are rescanned once it may
+// be complete. Lengths are checked against the limits before anything waits for their bytes.
+class RespReplyParser {
+ public:
+  explicit RespReplyParser(const RespReplyLimits& limits = {}) : limits_(limits) {}
+
+  // REQUIRES: `buffer` starts at the first byte of the reply being parsed and holds the bytes of
+  // the previous call (possibly more), until a call returns complete or error.
+  // complete: `out` holds the reply, its views valid while `buffer`'s bytes are, and `consumed`
+  // its length; the parser starts afresh at the next byte. incomplete: more bytes are needed.
+  // error: `error` says why; the stream cannot be resynchronised.
+  ParseStatus parse(std::string_view buffer, RespReply& out, std::size_t& consumed,
+                    std::string& error);
+
+  const RespReplyLimits& limits() const { return limits_; }
+
+ private:
+  RespReplyLimits limits_;
+  std::size_t bytes_needed_ = 0;  // an incomplete reply is at least this long
+};
 
 }  // namespace kv

@@ -1,5 +1,5 @@
-// The client side of kvbench: RESP encoding and reply parsing, the pipelined connection, the
-// /cluster fetch and routing, and the --verify checker. See bench_client.h for the contracts.
+// The client side of kvbench: the pipelined connection, the /cluster fetch and routing, and the
+// --verify checker. See bench_client.h for the contracts.
 #include "node/bench_client.h"
 
 #include <algorithm>
@@ -18,6 +18,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
+#include "core/parse.h"
+
 namespace kv::bench {
 namespace {
 
@@ -27,19 +29,10 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 
-constexpr std::size_t endpoints_max = 1024;
-
 void append_decimal(std::string& out, std::uint64_t n) {
   char digits[24];
   const auto r = std::to_chars(digits, digits + sizeof digits, n);
   out.append(digits, r.ptr);
-}
-
-template <typename Int>
-bool parse_integer(std::string_view text, Int& out) {
-  if (text.empty()) return false;
-  const auto r = std::from_chars(text.data(), text.data() + text.size(), out);
-  return r.ec == std::errc() && r.ptr == text.data() + text.size();
 }
 
 // Bytes of a value fit to print in a one-line report.
@@ -61,161 +54,6 @@ std::string printable(std::string_view bytes, std::size_t max_bytes = 48) {
 }
 
 }  // namespace
-
-// ---- Endpoints ----
-
-std::string parse_endpoint(std::string_view text, Endpoint& out) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) {
-    return "expected host:port, got '" + std::string(text) + "'";
-  }
-  std::string_view host = text.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  std::uint16_t port = 0;
-  if (!parse_integer(text.substr(colon + 1), port) || port == 0) {
-    return "bad port in '" + std::string(text) + "'";
-  }
-  out = Endpoint{std::string(host), port};
-  return {};
-}
-
-std::string parse_endpoint_list(std::string_view text, std::vector<Endpoint>& out) {
-  out.clear();
-  std::size_t start = 0;
-  while (true) {
-    const auto comma = text.find(',', start);
-    Endpoint e;
-    if (auto error = parse_endpoint(text.substr(start, comma - start), e); !error.empty()) return error;
-    out.push_back(std::move(e));
-    if (out.size() > endpoints_max) return "more than " + std::to_string(endpoints_max) + " addresses";
-    if (comma == std::string_view::npos) return {};
-    start = comma + 1;
-  }
-}
-
-// ---- RESP ----
-
-void append_command(std::string& out, std::initializer_list<std::string_view> args) {
-  out += '*';
-  append_decimal(out, args.size());
-  out += "\r\n";
-  for (const std::string_view arg : args) {
-    out += '$';
-    append_decimal(out, arg.size());
-    out += "\r\n";
-    out.append(arg);
-    out += "\r\n";
-  }
-}
-
-namespace {
-
-// One CRLF-terminated line starting at `pos`; moves `pos` past it.
-ReplyStatus read_line(std::string_view buffer, std::size_t& pos, const ReplyLimits& limits,
-                      std::string_view& line, std::string& error) {
-  const auto end = buffer.find("\r\n", pos);
-  if (end == std::string_view::npos) {
-    if (buffer.size() - pos > limits.line_bytes_max) {
-      error = "line longer than " + std::to_string(limits.line_bytes_max) + " bytes";
-      return ReplyStatus::error;
-    }
-    return ReplyStatus::incomplete;
-  }
-  line = buffer.substr(pos, end - pos);
-  pos = end + 2;
-  return ReplyStatus::complete;
-}
-
-ReplyStatus parse_at(std::string_view buffer, std::size_t& pos, const ReplyLimits& limits,
-                     std::size_t depth, Reply& out, std::string& error);
-
-// `*<n>` has been read: parse n elements (or a null array).
-ReplyStatus parse_elements(std::string_view buffer, std::size_t& pos, const ReplyLimits& limits,
-                           std::size_t depth, std::int64_t n, Reply& out, std::string& error) {
-  if (n == -1) {
-    out.type = ReplyType::null;
-    return ReplyStatus::complete;
-  }
-  if (n < -1 || static_cast<std::uint64_t>(n) > limits.array_len_max) {
-    error = "bad array length " + std::to_string(n);
-    return ReplyStatus::error;
-  }
-  if (depth + 1 > limits.depth_max) {
-    error = "arrays nested deeper than " + std::to_string(limits.depth_max);
-    return ReplyStatus::error;
-  }
-  out.type = ReplyType::array;
-  out.elements.resize(static_cast<std::size_t>(n));
-  for (Reply& element : out.elements) {
-    if (auto s = parse_at(buffer, pos, limits, depth + 1, element, error); s != ReplyStatus::complete) return s;
-  }
-  return ReplyStatus::complete;
-}
-
-ReplyStatus parse_bulk(std::string_view buffer, std::size_t& pos, const ReplyLimits& limits,
-                       std::int64_t n, Reply& out, std::string& error) {
-  if (n == -1) {
-    out.type = ReplyType::null;
-    return ReplyStatus::complete;
-  }
-  if (n < -1 || static_cast<std::uint64_t>(n) > limits.bulk_bytes_max) {
-    error = "bad bulk length " + std::to_string(n);
-    return ReplyStatus::error;
-  }
-  const auto len = static_cast<std::size_t>(n);
-  if (buffer.size() - pos < len + 2) return ReplyStatus::incomplete;
-  if (buffer.substr(pos + len, 2) != "\r\n") {
-    error = "bulk string not followed by CRLF";
-    return ReplyStatus::error;
-  }
-  out.type = ReplyType::bulk;
-  out.text = buffer.substr(pos, len);
-  pos += len + 2;
-  return ReplyStatus::complete;
-}
-
-ReplyStatus parse_at(std::string_view buffer, std::size_t& pos, const ReplyLimits& limits,
-                     std::size_t depth, Reply& out, std::string& error) {
-  if (pos >= buffer.size()) return ReplyStatus::incomplete;
-  const char type = buffer[pos++];
-  std::string_view line;
-  if (auto s = read_line(buffer, pos, limits, line, error); s != ReplyStatus::complete) return s;
-  switch (type) {
-    case '+':
-    case '-':
-      out.type = type == '+' ? ReplyType::simple : ReplyType::error;
-      out.text = line;
-      return ReplyStatus::complete;
-    case ':':
-    case '$':
-    case '*': {
-      std::int64_t n = 0;
-      if (!parse_integer(line, n)) {
-        error = "bad integer '" + printable(line) + "'";
-        return ReplyStatus::error;
-      }
-      if (type == '$') return parse_bulk(buffer, pos, limits, n, out, error);
-      if (type == '*') return parse_elements(buffer, pos, limits, depth, n, out, error);
-      out.type = ReplyType::integer;
-      out.integer = n;
-      return ReplyStatus::complete;
-    }
-    default:
-      error = "unexpected reply type byte '" + printable(std::string_view(&type, 1)) + "'";
-      return ReplyStatus::error;
-  }
-}
-
-}  // namespace
-
-ReplyStatus parse_reply(std::string_view buffer, const ReplyLimits& limits, Reply& out,
-                        std::size_t& consumed, std::string& error) {
-  std::size_t pos = 0;
-  out = Reply{};
-  const auto status = parse_at(buffer, pos, limits, 0, out, error);
-  if (status == ReplyStatus::complete) consumed = pos;
-  return status;
-}
 
 // ---- What to send ----
 
@@ -277,6 +115,7 @@ void Connection::on_connect(const error_code& ec) {
   state_ = State::connected;
   state_since_ = Clock::now();
   read_bytes_ = 0;
+  parser_ = RespReplyParser();
   owner_.on_connect_result(*this, "");
   read_more();
   owner_.on_slots_free(*this);
@@ -329,8 +168,9 @@ void Connection::on_read(const error_code& ec, std::size_t bytes) {
   const auto epoch = epoch_;
   if (!deliver_replies()) return;
   // A reply can only be this long if the server sends something no GET or SET asked for.
-  if (read_bytes_ > limits_.bulk_bytes_max + limits_.line_bytes_max) {
-    drop("reply longer than " + std::to_string(limits_.bulk_bytes_max) + " bytes", true);
+  const RespReplyLimits& limits = parser_.limits();
+  if (read_bytes_ > limits.bulk_bytes_max + limits.line_bytes_max) {
+    drop("reply longer than " + std::to_string(limits.bulk_bytes_max) + " bytes", true);
     return;
   }
   read_more();
@@ -341,13 +181,13 @@ void Connection::on_read(const error_code& ec, std::size_t bytes) {
 bool Connection::deliver_replies() {
   const std::string_view data(read_buffer_.data(), read_bytes_);
   std::size_t offset = 0;
-  Reply reply;
+  RespReply reply;
   while (offset < data.size()) {
     std::size_t consumed = 0;
     std::string error;
-    const auto status = parse_reply(data.substr(offset), limits_, reply, consumed, error);
-    if (status == ReplyStatus::incomplete) break;
-    if (status == ReplyStatus::error || written_.empty()) {
+    const auto status = parser_.parse(data.substr(offset), reply, consumed, error);
+    if (status == ParseStatus::incomplete) break;
+    if (status == ParseStatus::error || written_.empty()) {
       drop(written_.empty() ? "a reply to no request" : "protocol error: " + error, true);
       return false;
     }
@@ -371,6 +211,7 @@ void Connection::drop(std::string_view reason, bool reconnect) {
   reconnect_timer_.cancel();
   writing_ = false;
   read_bytes_ = 0;
+  parser_ = RespReplyParser();
   state_ = State::waiting;
   state_since_ = Clock::now();
   std::deque<Request> lost;
@@ -462,7 +303,7 @@ std::string parse_cluster_view(std::string_view json, ClusterView& out) {
   return {};
 }
 
-std::string fetch_cluster_view(const Endpoint& http_addr, std::chrono::milliseconds timeout, ClusterView& out) {
+std::string fetch_cluster_view(const HostPort& http_addr, std::chrono::milliseconds timeout, ClusterView& out) {
   try {
     asio::io_context io;
     beast::tcp_stream stream(io);
@@ -503,7 +344,7 @@ void Router::targets_for(std::string_view key, std::vector<std::size_t>& out) co
 
 // ---- Learning the routes ----
 
-std::optional<Router> learn_routes(const std::vector<Endpoint>& targets, const std::vector<Endpoint>& http,
+std::optional<Router> learn_routes(const std::vector<HostPort>& targets, const std::vector<HostPort>& http,
                                    std::chrono::milliseconds timeout, bool verbose, std::ostream& log) {
   assert(http.size() == targets.size());
   std::optional<ClusterView> ring_view;
@@ -519,7 +360,7 @@ std::optional<Router> learn_routes(const std::vector<Endpoint>& targets, const s
     // fallback for addresses written differently (a host name for an IP, say).
     std::size_t target = i;
     const auto same = std::find_if(targets.begin(), targets.end(),
-                                   [&](const Endpoint& t) { return t.to_string() == view.self_resp_addr; });
+                                   [&](const HostPort& t) { return t.to_string() == view.self_resp_addr; });
     if (same != targets.end() && same != targets.begin() + static_cast<std::ptrdiff_t>(i)) {
       target = static_cast<std::size_t>(same - targets.begin());
       log << "kvbench: --route: " << http[i].to_string() << " is " << view.self_name << " at " << view.self_resp_addr
@@ -610,10 +451,11 @@ std::string Verifier::judge(std::uint32_t key, std::uint64_t floor, std::uint64_
            ", but SET #" + std::to_string(floor - 1) + " had been acknowledged before the GET started";
   }
   const auto digits = value->substr(run_id_.size() + 1);
-  std::uint64_t seq = 0;
-  if (!parse_integer(digits.substr(0, digits.find(':')), seq) || seq >= sets_.size()) {
+  const auto parsed_seq = parse_integer<std::uint64_t>(digits.substr(0, digits.find(':')));
+  if (!parsed_seq || *parsed_seq >= sets_.size()) {
     return "GET returned a value no SET of this run wrote ('" + printable(*value) + "')";
   }
+  const std::uint64_t seq = *parsed_seq;
   const SetRecord& x = sets_[seq];
   if (x.key != key) {
     return "GET returned the value of SET #" + std::to_string(seq) + ", which wrote key index " +

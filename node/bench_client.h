@@ -1,6 +1,6 @@
-// The client side of kvbench: the RESP command encoder and reply parser, one asynchronous RESP
-// connection with its pipeline, the routing table learned from the nodes' GET /cluster, and the
-// checker behind --verify. The driver in kvbench.cc decides what to send and when; what is here
+// The client side of kvbench: one asynchronous RESP connection with its pipeline (commands and
+// replies in the codec of net/resp.h), the routing table learned from the nodes' GET /cluster,
+// and the checker behind --verify. The driver in kvbench.cc decides what to send and when; what is here
 // only moves, parses and judges bytes, so that each piece can be reasoned about on its own.
 #pragma once
 
@@ -8,7 +8,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <initializer_list>
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -20,51 +19,12 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "core/ring.h"
+#include "net/host_port.h"
+#include "net/resp.h"
 
 namespace kv::bench {
 
 using Clock = std::chrono::steady_clock;
-
-struct Endpoint {
-  std::string host;
-  std::uint16_t port = 0;
-  std::string to_string() const { return host + ":" + std::to_string(port); }
-};
-
-// "host:port" and "host:port,host:port". Each returns an error message, empty on success.
-std::string parse_endpoint(std::string_view text, Endpoint& out);
-std::string parse_endpoint_list(std::string_view text, std::vector<Endpoint>& out);
-
-// ---- RESP (RESP2: what a client gets without HELLO 3) ----
-
-// Appends one command as an array of bulk strings, the form every Redis client sends.
-void append_command(std::string& out, std::initializer_list<std::string_view> args);
-
-enum class ReplyType : std::uint8_t { simple, error, integer, bulk, null, array };
-
-struct Reply {
-  ReplyType type = ReplyType::null;
-  std::string_view text;  // simple, error, bulk: points into the parsed buffer
-  std::int64_t integer = 0;
-  std::vector<Reply> elements;
-};
-
-struct ReplyLimits {
-  std::size_t bulk_bytes_max = 64u << 20;  // far above any value this tool writes
-  std::size_t line_bytes_max = 64u << 10;  // a status, error or length line
-  std::size_t array_len_max = 1u << 20;
-  std::size_t depth_max = 8;
-};
-
-enum class ReplyStatus : std::uint8_t { complete, incomplete, error };
-
-// Parses one reply from the front of `buffer`. On complete sets `consumed`; the views in `out`
-// stay valid while `buffer`'s bytes do. On incomplete nothing is kept: the caller calls again from
-// the same first byte once more bytes arrived. That rescans only headers (a bulk payload is
-// skipped by its length), which is cheap for the small replies GET and SET get. On error the
-// stream cannot be resynchronised and `error` says why.
-ReplyStatus parse_reply(std::string_view buffer, const ReplyLimits& limits, Reply& out,
-                        std::size_t& consumed, std::string& error);
 
 // ---- What to send ----
 
@@ -118,7 +78,7 @@ class ConnectionOwner {
   // Just before request.op is written: stamp the request and append its command to `out`.
   virtual void on_send(Connection& c, Request& request, std::string& out) = 0;
   // The views in `reply` are valid during the call only.
-  virtual void on_reply(Connection& c, const Request& request, const Reply& reply) = 0;
+  virtual void on_reply(Connection& c, const Request& request, const RespReply& reply) = 0;
   // A written request that will never get its reply (the connection went away).
   virtual void on_lost(Connection& c, const Request& request, std::string_view reason) = 0;
   // Queued ops that were never written when the connection went away: send them elsewhere.
@@ -186,7 +146,7 @@ class Connection {
   std::string write_buffer_;
   std::string read_buffer_;       // [0, read_bytes_) holds unparsed bytes
   std::size_t read_bytes_ = 0;
-  ReplyLimits limits_;
+  RespReplyParser parser_;        // afresh on every connection
 };
 
 // ---- Routing (--route) ----
@@ -203,7 +163,7 @@ struct ClusterView {
 // Both return an error message, empty on success. The fetch blocks (up to `timeout`): it runs
 // once per node before the benchmark starts.
 std::string parse_cluster_view(std::string_view json, ClusterView& out);
-std::string fetch_cluster_view(const Endpoint& http, std::chrono::milliseconds timeout,
+std::string fetch_cluster_view(const HostPort& http, std::chrono::milliseconds timeout,
                                ClusterView& out);
 
 // Maps a key to targets in the order of its preference list, using the same ring as the nodes.
@@ -224,7 +184,7 @@ class Router {
 // order) and the ring they share. Each problem is one line on `log`; `verbose` also names each
 // target's node. nullopt if no node answered. Blocks: it runs before the benchmark starts.
 // REQUIRES: http.size() == targets.size().
-std::optional<Router> learn_routes(const std::vector<Endpoint>& targets, const std::vector<Endpoint>& http,
+std::optional<Router> learn_routes(const std::vector<HostPort>& targets, const std::vector<HostPort>& http,
                                    std::chrono::milliseconds timeout, bool verbose, std::ostream& log);
 
 // ---- The --verify checker ----

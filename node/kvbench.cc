@@ -23,13 +23,17 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
+#include <boost/program_options.hpp>
 
+#include "core/parse.h"
+#include "net/host_port.h"
 #include "node/bench_client.h"
 
 namespace kv::bench {
 namespace {
 
 namespace asio = boost::asio;
+namespace po = boost::program_options;
 using tcp = asio::ip::tcp;
 
 constexpr std::size_t clients_max = 10000;
@@ -48,50 +52,16 @@ constexpr auto tick_interval = std::chrono::milliseconds(100);
 constexpr auto progress_interval = std::chrono::seconds(1);
 constexpr auto cluster_fetch_timeout = std::chrono::milliseconds(5000);
 
+constexpr unsigned help_width_chars = 100;
+
 constexpr const char* usage_text = R"(kvbench: load for a kvnode cluster (or any Redis-protocol server), like redis-benchmark.
 Connections run a closed loop of GET and SET, each keeping --pipeline requests in flight, all
 driven by one thread. Prints per-operation throughput and latency percentiles.
 
 usage: kvbench [options]            (flags take "--flag value" or "--flag=value")
+)";
 
-load
-  --targets H:P,H:P...   RESP addresses (default 127.0.0.1:6381,127.0.0.1:6382,127.0.0.1:6383)
-  --clients N            connections, assigned round-robin to the targets (default 50)
-  --requests N           operations in total (default 100000)
-  --duration-s S         stop issuing after S seconds even if requests remain (default: no cap)
-  --pipeline P           requests in flight per connection, written together (default 1)
-  --read-ratio F         fraction of GETs, 0..1; the rest are SETs (default 0.5)
-  --keyspace N           keys drawn uniformly from N keys (default 100000)
-  --key-size B           key length: "key:" + the index zero-padded (default 16, as
-                         redis-benchmark -r names its keys)
-  --value-size B         SET value length in bytes (default 128)
-  --seed N               seed of the sequence of keys and operations (default 1)
-  --timeout-ms T         a reply (or a connect) overdue by T ms drops its connection (default 10000)
-
-routing
-  --route                send each request to the first node of its key's preference list,
-                         computed with the ring the nodes report on GET /cluster; if that node's
-                         connections are all down, to the next node of the list. At least one
-                         connection per target.
-  --http H:P,H:P...      the targets' HTTP addresses, same order as --targets, read for the
-                         node behind each target (default 127.0.0.1:8001,127.0.0.1:8002,127.0.0.1:8003)
-
-checking
-  --verify               every SET writes a unique value; every GET must return a SET that
-                         started before the GET completed and that no SET superseded (one that
-                         started after it was acknowledged and was acknowledged before the GET
-                         started). A SET that failed or lost its connection may or may not have
-                         been applied: GETs may return it from then on. Not-found and values
-                         from before this run are fine until a SET of the key is acknowledged.
-                         Needs --value-size of at least 32.
-  --max-error-ratio F    exit 1 if more than this fraction of operations failed
-
-output
-  --json                 one JSON object on stdout instead of the table
-  --quiet                no progress lines on stderr
-  -h, --help             this text
-
-Latency runs from the write of a request to the parse of its reply, error replies included.
+constexpr const char* usage_footer = R"(Latency runs from the write of a request to the parse of its reply, error replies included.
 Errors are counted by kind: a server error reply by its first word (-ERR, -QUORUM, -TIMEOUT),
 and requests lost with their connection (which reconnects after 100 ms) by the reason.
 
@@ -102,9 +72,12 @@ example: kvbench --targets 127.0.0.1:6381,127.0.0.1:6382,127.0.0.1:6383 --route 
                  --clients 30 --pipeline 4 --duration-s 20 --requests 10000000
 )";
 
+constexpr const char* targets_default = "127.0.0.1:6381,127.0.0.1:6382,127.0.0.1:6383";
+constexpr const char* http_default = "127.0.0.1:8001,127.0.0.1:8002,127.0.0.1:8003";
+
 struct Options {
-  std::vector<Endpoint> targets;
-  std::vector<Endpoint> http;
+  std::vector<HostPort> targets;
+  std::vector<HostPort> http;
   bool http_given = false;
   std::size_t clients = 50;
   std::uint64_t requests = 100000;
@@ -125,15 +98,59 @@ struct Options {
 
 // ---- Flags ----
 
+// Every flag's value is read as text and checked here, so that each error names its range.
+po::options_description describe_options() {
+  const auto text = [](const char* name) { return po::value<std::string>()->value_name(name); };
+  po::options_description load("load", help_width_chars, help_width_chars / 2);
+  load.add_options()
+    ("targets", text("H:P,H:P..."), "RESP addresses (default 127.0.0.1:6381,127.0.0.1:6382,127.0.0.1:6383)")
+    ("clients", text("N"), "connections, assigned round-robin to the targets (default 50)")
+    ("requests", text("N"), "operations in total (default 100000)")
+    ("duration-s", text("S"), "stop issuing after S seconds even if requests remain (default: no cap)")
+    ("pipeline", text("P"), "requests in flight per connection, written together (default 1)")
+    ("read-ratio", text("F"), "fraction of GETs, 0..1; the rest are SETs (default 0.5)")
+    ("keyspace", text("N"), "keys drawn uniformly from N keys (default 100000)")
+    ("key-size", text("B"),
+     "key length: \"key:\" + the index zero-padded (default 16, as redis-benchmark -r names its keys)")
+    ("value-size", text("B"), "SET value length in bytes (default 128)")
+    ("seed", text("N"), "seed of the sequence of keys and operations (default 1)")
+    ("timeout-ms", text("T"), "a reply (or a connect) overdue by T ms drops its connection (default 10000)");
+  po::options_description routing("routing", help_width_chars, help_width_chars / 2);
+  routing.add_options()
+    ("route", po::bool_switch(),
+     "send each request to the first node of its key's preference list, computed with the ring the "
+     "nodes report on GET /cluster; if that node's connections are all down, to the next node of "
+     "the list. At least one connection per target.")
+    ("http", text("H:P,H:P..."),
+     "the targets' HTTP addresses, same order as --targets, read for the node behind each target "
+     "(default 127.0.0.1:8001,127.0.0.1:8002,127.0.0.1:8003)");
+  po::options_description checking("checking", help_width_chars, help_width_chars / 2);
+  checking.add_options()
+    ("verify", po::bool_switch(),
+     "every SET writes a unique value; every GET must return a SET that started before the GET "
+     "completed and that no SET superseded (one that started after it was acknowledged and was "
+     "acknowledged before the GET started). A SET that failed or lost its connection may or may "
+     "not have been applied: GETs may return it from then on. Not-found and values from before "
+     "this run are fine until a SET of the key is acknowledged. Needs --value-size of at least 32.")
+    ("max-error-ratio", text("F"), "exit 1 if more than this fraction of operations failed");
+  po::options_description output("output", help_width_chars, help_width_chars / 2);
+  output.add_options()
+    ("json", po::bool_switch(), "one JSON object on stdout instead of the table")
+    ("quiet", po::bool_switch(), "no progress lines on stderr")
+    ("help", "this text (also -h)");
+  po::options_description all;
+  all.add(load).add(routing).add(checking).add(output);
+  return all;
+}
+
 template <typename Int>
 std::string parse_whole(std::string_view flag, std::string_view text, Int min, Int max, Int& out) {
-  Int v{};
-  const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || r.ec != std::errc() || r.ptr != text.data() + text.size() || v < min || v > max) {
+  const auto v = parse_integer<Int>(text);
+  if (!v || *v < min || *v > max) {
     return std::string(flag) + " takes a whole number from " + std::to_string(min) + " to " +
            std::to_string(max) + ", got '" + std::string(text) + "'";
   }
-  out = v;
+  out = *v;
   return {};
 }
 
@@ -149,6 +166,17 @@ std::string parse_real(std::string_view flag, std::string_view text, double min,
   return {};
 }
 
+// Addresses to connect to: host:port as everywhere else, and a port that is not 0.
+std::string parse_addresses(std::string_view flag, std::string_view text, std::vector<HostPort>& out) {
+  auto parsed = parse_host_port_list(text);
+  if (!parsed) return std::string(flag) + ": " + parsed.error().detail;
+  for (const HostPort& a : parsed.value()) {
+    if (a.port == 0) return std::string(flag) + ": port 0 in '" + a.to_string() + "' cannot be connected to";
+  }
+  out = std::move(parsed).value();
+  return {};
+}
+
 constexpr std::array<std::string_view, 13> valued_flags = {
     "--targets",  "--http",     "--clients",  "--requests", "--duration-s",      "--key-size",  "--value-size",
     "--keyspace", "--read-ratio", "--pipeline", "--seed",     "--max-error-ratio", "--timeout-ms"};
@@ -158,10 +186,10 @@ std::string apply_valued_flag(std::string_view flag, std::string_view v, Options
   double real = 0;
   std::string error;
   if (flag == "--targets") {
-    if (error = parse_endpoint_list(v, o.targets); !error.empty()) return "--targets: " + error;
+    return parse_addresses(flag, v, o.targets);
   } else if (flag == "--http") {
     o.http_given = true;
-    if (error = parse_endpoint_list(v, o.http); !error.empty()) return "--http: " + error;
+    return parse_addresses(flag, v, o.http);
   } else if (flag == "--clients") {
     return parse_whole<std::size_t>(flag, v, 1, clients_max, o.clients);
   } else if (flag == "--requests") {
@@ -213,36 +241,55 @@ std::string check_options(Options& o) {
   return {};
 }
 
+// The flags on the command line, or an error message. Long options only (-h is found before),
+// no abbreviations: a new flag never changes what an existing command line means.
+std::string read_flags(int argc, char** argv, const po::options_description& options, po::variables_map& vm) {
+  namespace style = po::command_line_style;
+  try {
+    const po::parsed_options parsed =
+        po::command_line_parser(argc, argv)
+            .options(options)
+            .style(style::allow_long | style::long_allow_adjacent | style::long_allow_next)
+            .run();
+    // Without a positional description the parser hands words back unnamed.
+    for (const po::option& opt : parsed.options) {
+      if (opt.position_key < 0 || opt.value.empty()) continue;
+      const std::string& word = opt.value.front();
+      return "unknown " + std::string(word.starts_with("-") ? "flag" : "argument") + " '" + word + "'";
+    }
+    po::store(parsed, vm);
+  } catch (const po::error& e) {
+    return e.what();
+  }
+  return {};
+}
+
 // Returns nullopt to go on, else the exit code (0 after --help, 2 after a usage error).
 std::optional<int> parse_args(int argc, char** argv, Options& o) {
-  parse_endpoint_list("127.0.0.1:6381,127.0.0.1:6382,127.0.0.1:6383", o.targets);
-  parse_endpoint_list("127.0.0.1:8001,127.0.0.1:8002,127.0.0.1:8003", o.http);
-  const std::vector<std::string_view> args(argv + 1, argv + argc);
-  std::string error;
-  for (std::size_t i = 0; i < args.size() && error.empty(); ++i) {
-    std::string_view flag = args[i];
-    std::optional<std::string_view> value;
-    if (const auto eq = flag.find('='); flag.starts_with("--") && eq != std::string_view::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-    }
-    const bool boolean = flag == "--route" || flag == "--verify" || flag == "--json" || flag == "--quiet";
-    if (flag == "-h" || flag == "--help") {
-      std::cout << usage_text;
+  o.targets = parse_host_port_list(targets_default).value();
+  o.http = parse_host_port_list(http_default).value();
+  const po::options_description options = describe_options();
+  // Help wins over everything else on the line, mistakes included.
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "-h" || std::string_view(argv[i]) == "--help") {
+      std::cout << usage_text << options << "\n" << usage_footer;
       return 0;
-    } else if (!boolean && std::find(valued_flags.begin(), valued_flags.end(), flag) == valued_flags.end()) {
-      error = "unknown " + std::string(flag.starts_with("-") ? "flag" : "argument") + " '" + std::string(flag) + "'";
-    } else if (boolean && value) {
-      error = std::string(flag) + " takes no value";
-    } else if (boolean) {
-      (flag == "--route" ? o.route : flag == "--verify" ? o.verify : flag == "--json" ? o.json : o.quiet) = true;
-    } else if (!value && i + 1 >= args.size()) {
-      error = std::string(flag) + " needs a value";
-    } else {
-      error = apply_valued_flag(flag, value ? *value : args[++i], o);
     }
   }
-  if (error.empty()) error = check_options(o);
+  po::variables_map vm;
+  std::string error = read_flags(argc, argv, options, vm);
+  for (const std::string_view flag : valued_flags) {
+    if (!error.empty()) break;
+    const std::string name(flag.substr(2));
+    if (vm.count(name)) error = apply_valued_flag(flag, vm[name].as<std::string>(), o);
+  }
+  if (error.empty()) {
+    o.route = vm["route"].as<bool>();
+    o.verify = vm["verify"].as<bool>();
+    o.json = vm["json"].as<bool>();
+    o.quiet = vm["quiet"].as<bool>();
+    error = check_options(o);
+  }
   if (error.empty()) return std::nullopt;
   std::cerr << "kvbench: " << error << " (see kvbench --help)\n";
   return 2;
@@ -309,7 +356,7 @@ class Bench final : public ConnectionOwner {
 
   void on_connect_result(Connection& c, const std::string& error) override;
   void on_send(Connection& c, Request& request, std::string& out) override;
-  void on_reply(Connection& c, const Request& request, const Reply& reply) override;
+  void on_reply(Connection& c, const Request& request, const RespReply& reply) override;
   void on_lost(Connection& c, const Request& request, std::string_view reason) override;
   void on_unsent(Connection& c, std::vector<Op>& ops) override;
   void on_slots_free(Connection& c) override { pump(c); }
@@ -513,25 +560,25 @@ void Bench::on_send(Connection&, Request& request, std::string& out) {
   append_command(out, {"SET", key_, value_});
 }
 
-void Bench::on_reply(Connection&, const Request& request, const Reply& reply) {
+void Bench::on_reply(Connection&, const Request& request, const RespReply& reply) {
   OpStats& stats = stats_[static_cast<std::size_t>(request.op.kind)];
   ++stats.count;
   stats.latency_ns.push_back(static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - request.sent).count()));
-  if (reply.type == ReplyType::error) {
+  if (reply.type == RespReplyType::error) {
     // "-QUORUM only 1 of 2 replicas answered" counts as -QUORUM. A SET that failed stays
     // unacknowledged for --verify: it may have reached some replicas.
     const auto word = reply.text.substr(0, reply.text.find(' '));
     count_error(stats, "-" + std::string(word.empty() ? "(empty error)" : word));
   } else if (request.op.kind == OpKind::get) {
-    if (reply.type != ReplyType::bulk && reply.type != ReplyType::null) {
+    if (reply.type != RespReplyType::bulk && reply.type != RespReplyType::null) {
       count_error(stats, "unexpected GET reply");
     } else if (verifier_) {
       key_name(request.op.key, o_.key_bytes, key_);
-      const auto value = reply.type == ReplyType::bulk ? std::optional(reply.text) : std::nullopt;
+      const auto value = reply.type == RespReplyType::bulk ? std::optional(reply.text) : std::nullopt;
       verifier_->get_completed(request.op.key, request.check, value, key_);
     }
-  } else if (reply.type != ReplyType::simple) {
+  } else if (reply.type != RespReplyType::simple) {
     count_error(stats, "unexpected SET reply");
   } else if (verifier_) {
     verifier_->set_acknowledged(request.check);
@@ -681,7 +728,7 @@ int exit_code_for(const Bench& bench, const OpReport& total) {
   return 0;
 }
 
-std::string join_targets(const std::vector<Endpoint>& targets) {
+std::string join_targets(const std::vector<HostPort>& targets) {
   std::string s;
   for (const auto& t : targets) s += (s.empty() ? "" : ",") + t.to_string();
   return s;
@@ -761,7 +808,7 @@ void print_json(const Bench& bench, const std::vector<OpReport>& reports, int ex
 
 // ---- Setting up ----
 
-std::optional<std::vector<std::vector<tcp::endpoint>>> resolve_targets(const std::vector<Endpoint>& targets) {
+std::optional<std::vector<std::vector<tcp::endpoint>>> resolve_targets(const std::vector<HostPort>& targets) {
   asio::io_context io;
   tcp::resolver resolver(io);
   std::vector<std::vector<tcp::endpoint>> out;

@@ -1,9 +1,9 @@
 // Tests of the Redis protocol front door. The parser is checked on its own (framing, inline
 // commands, every limit named, hostile lengths, and that the way bytes are split into reads never
-// changes a result), with rapidcheck round trips; the session against a map-backed fake node
-// whose answers can be held back and released out of order; and the server over real loopback
-// sockets: exact reply bytes for a pipeline, the client limit, and one bad client losing only
-// its own connection.
+// changes a result), with rapidcheck round trips, and so is the client's reply parser; the
+// session against a map-backed fake node whose answers can be held back and released out of
+// order; and the server over real loopback sockets: exact reply bytes for a pipeline, the client
+// limit, and one bad client losing only its own connection.
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <future>
@@ -19,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -264,6 +266,176 @@ RC_GTEST_PROP(RespProperty, ArbitraryBytesParseTheSameInAnyPieces, (const std::s
   RC_ASSERT(pieces.args == whole.args);
   RC_ASSERT(pieces.consumed_bytes == whole.consumed_bytes);
   RC_ASSERT(pieces.error == whole.error);
+}
+
+// ---- Reply parser (the client side) ----
+
+// A reply as text, to compare whole trees: "bulk(ab)", "array[int(1),null]".
+std::string show(const RespReply& r) {
+  switch (r.type) {
+    case RespReplyType::simple: return "simple(" + std::string(r.text) + ")";
+    case RespReplyType::error: return "error(" + std::string(r.text) + ")";
+    case RespReplyType::integer: return "int(" + std::to_string(r.integer) + ")";
+    case RespReplyType::bulk: return "bulk(" + std::string(r.text) + ")";
+    case RespReplyType::null: return "null";
+    case RespReplyType::array: {
+      std::string out = "array[";
+      for (std::size_t i = 0; i < r.elements.size(); ++i) out += (i ? "," : "") + show(r.elements[i]);
+      return out + "]";
+    }
+  }
+  return "?";
+}
+
+struct ReplyOutcome {
+  ParseStatus status = ParseStatus::incomplete;
+  std::string reply;  // show() of a complete reply
+  std::size_t consumed = 0;
+  std::string error;
+  bool operator==(const ReplyOutcome&) const = default;
+};
+
+// Feeds `bytes` to one parser as a client's reads would arrive: `step` more bytes at a time.
+ReplyOutcome parse_reply_in_steps(std::string_view bytes, std::size_t step,
+                                  const RespReplyLimits& limits = {}) {
+  RespReplyParser parser(limits);
+  ReplyOutcome out;
+  for (std::size_t have = std::min(step, bytes.size());; have = std::min(have + step, bytes.size())) {
+    RespReply reply;
+    out.status = parser.parse(bytes.substr(0, have), reply, out.consumed, out.error);
+    if (out.status == ParseStatus::complete) out.reply = show(reply);
+    if (out.status != ParseStatus::incomplete || have == bytes.size()) return out;
+  }
+}
+
+ReplyOutcome parse_reply_whole(std::string_view bytes, const RespReplyLimits& limits = {}) {
+  return parse_reply_in_steps(bytes, std::max<std::size_t>(bytes.size(), 1), limits);
+}
+
+TEST(RespReply, EveryTypeOfReply) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"+OK\r\n", "simple(OK)"},
+      {"-QUORUM only 1 of 2\r\n", "error(QUORUM only 1 of 2)"},
+      {":-42\r\n", "int(-42)"},
+      {"$3\r\na\r\n\r\n", "bulk(a\r\n)"},
+      {"$0\r\n\r\n", "bulk()"},
+      {"$-1\r\n", "null"},
+      {"*-1\r\n", "null"},
+      {"*0\r\n", "array[]"},
+      {"*3\r\n:1\r\n$-1\r\n*1\r\n+x\r\n", "array[int(1),null,array[simple(x)]]"},
+  };
+  for (const auto& [bytes, expected] : cases) {
+    const ReplyOutcome r = parse_reply_whole(bytes + "+next\r\n");
+    EXPECT_EQ(r.status, ParseStatus::complete) << bytes;
+    EXPECT_EQ(r.reply, expected) << bytes;
+    EXPECT_EQ(r.consumed, bytes.size()) << bytes;
+  }
+}
+
+TEST(RespReply, WhatTheEncodersWriteParsesBack) {
+  std::string out;
+  append_array_header(out, 4);
+  append_simple_string(out, "OK");
+  append_integer(out, 7);
+  append_bulk(out, std::string("a\0b", 3));
+  append_null_bulk(out);
+  const ReplyOutcome r = parse_reply_whole(out);
+  EXPECT_EQ(r.status, ParseStatus::complete);
+  EXPECT_EQ(r.reply, "array[simple(OK),int(7),bulk(" + std::string("a\0b", 3) + "),null]");
+  EXPECT_EQ(r.consumed, out.size());
+}
+
+TEST(RespReply, MalformedRepliesAreErrors) {
+  RespReplyLimits limits;
+  limits.bulk_bytes_max = 8;
+  limits.line_bytes_max = 16;
+  limits.array_len_max = 2;
+  limits.depth_max = 2;
+  const std::pair<std::string, std::string> cases[] = {
+      {"?x\r\n", "unexpected reply type byte '?'"},
+      {":12x\r\n", "bad integer '12x'"},
+      {":+1\r\n", "bad integer '+1'"},
+      {"$-2\r\n", "bad bulk length -2"},
+      {"$9\r\n", "bad bulk length 9"},
+      {"$2\r\nabcd", "bulk string not followed by CRLF"},
+      {"*3\r\n", "bad array length 3"},
+      {"*1\r\n*1\r\n*1\r\n:1\r\n", "arrays nested deeper than 2"},
+      {"+" + std::string(17, 'x'), "line longer than 16 bytes"},
+      {"+" + std::string(17, 'x') + "\r\n", "line longer than 16 bytes"},
+  };
+  // A line of exactly the limit is fine, however its CRLF arrives.
+  const std::string longest = "+" + std::string(16, 'x') + "\r\n";
+  for (std::size_t step = 1; step <= longest.size(); ++step) {
+    EXPECT_EQ(parse_reply_in_steps(longest, step, limits).status, ParseStatus::complete) << step;
+  }
+  for (const auto& [bytes, error] : cases) {
+    const ReplyOutcome r = parse_reply_whole(bytes, limits);
+    EXPECT_EQ(r.status, ParseStatus::error) << bytes;
+    EXPECT_EQ(r.error, error) << bytes;
+  }
+}
+
+TEST(RespReply, IncompleteUntilTheLastByte) {
+  const std::string bytes = "*2\r\n$5\r\nhello\r\n:3\r\n";
+  for (std::size_t n = 0; n < bytes.size(); ++n) {
+    EXPECT_EQ(parse_reply_whole(bytes.substr(0, n)).status, ParseStatus::incomplete) << n;
+  }
+  EXPECT_EQ(parse_reply_whole(bytes).reply, "array[bulk(hello),int(3)]");
+}
+
+TEST(RespReply, ALargeBulkInManyReads) {
+  const std::string bytes = "$100000\r\n" + std::string(100000, 'v') + "\r\n";
+  RespReplyParser parser;
+  RespReply reply;
+  std::size_t consumed = 0;
+  std::string error;
+  EXPECT_EQ(parser.parse(std::string_view(bytes).substr(0, 20), reply, consumed, error),
+            ParseStatus::incomplete);
+  EXPECT_EQ(parser.parse(std::string_view(bytes).substr(0, 50000), reply, consumed, error),
+            ParseStatus::incomplete);
+  EXPECT_EQ(parser.parse(bytes, reply, consumed, error), ParseStatus::complete);
+  EXPECT_EQ(consumed, bytes.size());
+  EXPECT_EQ(reply.text.size(), 100000u);
+  // And it starts afresh for the next reply.
+  EXPECT_EQ(parser.parse("+OK\r\n", reply, consumed, error), ParseStatus::complete);
+  EXPECT_EQ(show(reply), "simple(OK)");
+}
+
+TEST(RespReply, SplittingIntoReadsNeverChangesTheResult) {
+  RespReplyLimits limits;
+  limits.bulk_bytes_max = 8;
+  limits.line_bytes_max = 4;
+  const std::string inputs[] = {
+      "*2\r\n$5\r\nhello\r\n:3\r\n",
+      "+abcd\r\n",   // a line of exactly line_bytes_max, its CR arriving before its LF
+      "+abcde\r\n",  // one byte over
+      "\r2*\n$3\r\nSET\r\n",  // a CR as the type byte (found by fuzz_resp)
+      "$2\r\nabcd",
+      "*1\r\n$9\r\n",
+  };
+  for (const std::string& bytes : inputs) {
+    const ReplyOutcome whole = parse_reply_whole(bytes, limits);
+    for (std::size_t step = 1; step <= bytes.size(); ++step) {
+      EXPECT_EQ(parse_reply_in_steps(bytes, step, limits), whole) << "step " << step << ": " << bytes;
+    }
+  }
+}
+
+// Arbitrary bytes after a plausible start: never more consumed than given, and the answer is the
+// same however the bytes arrive.
+RC_GTEST_PROP(RespProperty, RepliesParseTheSameInAnyPieces, (const std::string& noise)) {
+  const std::string prefix = *rc::gen::elementOf(
+      std::vector<std::string>{"", "*2\r\n", "*1\r\n$3\r\n", "$", "$4\r\n", ":", "+"});
+  const std::string bytes = prefix + noise;
+  RespReplyLimits limits;
+  limits.bulk_bytes_max = 16;
+  limits.line_bytes_max = 24;
+  limits.array_len_max = 8;
+  limits.depth_max = 3;
+  const ReplyOutcome whole = parse_reply_whole(bytes, limits);
+  RC_ASSERT(whole.consumed <= bytes.size());
+  const std::size_t step = *rc::gen::inRange<std::size_t>(1, 8);
+  RC_ASSERT(parse_reply_in_steps(bytes, step, limits) == whole);
 }
 
 // ---- A fake node ----

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
@@ -21,7 +22,6 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -29,6 +29,11 @@
 #include <utility>
 #include <vector>
 
+#include <boost/json.hpp>
+#include <boost/program_options.hpp>
+
+#include "core/errors.h"
+#include "core/parse.h"
 #include "sim/sim.h"
 
 namespace {
@@ -38,6 +43,8 @@ using kv::sim::RunResult;
 using kv::sim::Scenario;
 using kv::sim::Violation;
 using Clock = std::chrono::steady_clock;
+using kv::Expected;
+namespace po = boost::program_options;
 
 constexpr int exit_ok = 0;
 constexpr int exit_failed = 1;
@@ -46,10 +53,14 @@ constexpr int exit_usage = 2;
 constexpr auto progress_interval_ms = std::chrono::milliseconds(100);
 constexpr unsigned jobs_max = 256;
 constexpr std::size_t progress_bar_width_chars = 28;
+// The width of the help texts, which the options tables are wrapped to match.
+constexpr unsigned help_width_chars = 96;
 // A scenario file is a few hundred KB at most; anything far bigger is not one.
 constexpr std::uintmax_t scenario_file_bytes_max = 64u << 20;
 
 // ---- Help ----
+// Each command's help is its text, then the table of its options (from the same description
+// that parses them, so the two cannot drift apart), then its examples and exit codes.
 
 constexpr std::string_view help_overview =
     R"(kvsim - deterministic simulation testing for the replicated key-value store
@@ -57,14 +68,22 @@ constexpr std::string_view help_overview =
 kvsim runs the store's replication core (the same Replica state machine that kvnode runs) in a
 seeded, single-threaded simulation of a whole cluster: a network that loses, duplicates,
 reorders and delays messages; partitions, both ways and one way; crashes and power losses that
-tear the unsynced tail of the write-ahead log; slow disks; skewed and drifting clocks. Clients
-run gets, puts and deletes against it, and a checker verifies the consistency contract and the
-store's invariants:
+tear the unsynced tail of the write-ahead log; slow disks; skewed and drifting clocks; a slow or
+failing PostgreSQL and legacy API. Clients run gets, puts and deletes against it, and a checker
+verifies the consistency contract (DESIGN.md, C1-C9). Checked:
   C1  after the cluster heals and goes quiet, a read sees the newest acknowledged write
   C2  after quiet, every key's replicas hold the same record and no hint is left
-  C3  a read returns what some put wrote, never invented or torn data
-  C4  where R + W > N, a read that starts after an acknowledged write sees it or newer
+  C3  a read returns what some put wrote (or the legacy API served), never invented or torn
+      data; a restarted node recovers only what was written
+  C4  where R + W > N (strict quorums), a read that starts after an acknowledged write sees it
+      or newer
   C5  a write that starts after another was acknowledged gets a greater version
+  C7  a value hydrated from the legacy API never wins over a newer client write
+and the store's invariants: the replicas' own checks after every input, recovery from whatever
+the disk kept, no request answered twice, in PostgreSQL sync mode every acknowledged write in
+PostgreSQL (in async mode, nothing left queued after quiet), and every run finishing.
+Not checked, as the store does not have the features yet: C6 (no resurrection after tombstones
+are collected), C8 (expiry), C9 (counters).
 The seed decides everything (cluster size, quorums, timers, fault rates, faults, workload), so
 every failure replays exactly, on any machine.
 
@@ -103,19 +122,10 @@ then a summary: seeds, failures, wall time, seeds per second, simulated time and
 wall time, operations (invoked, ok, failed, unknown outcome), and the rare-path table: for each
 probe, how many seeds hit it and how many times in all. A probe no seed hit is a fault or code
 path this range of seeds did not test.
+)";
 
-Options:
-  --seeds A-B   the seeds to run (a single S means S-S); required
-  --jobs N      worker threads, 1 to 256 (default: the number of hardware threads)
-  --json        print one JSON object to stdout instead of text: seeds, first_seed, last_seed,
-                failures, failing [{seed, violations [{property, detail}]}], wall_s,
-                seeds_per_s, sim_s, sim_to_wall_ratio, ops {invoked, ok, failed, unknown},
-                probes {name: {seeds, total}}
-  --quiet       no progress bar and no FAIL lines: only the summary, which lists failing seeds
-  --hashes      also print "trace-hash S H" for every seed S, in seed order: the hash over its
-                events (as replay prints it), to compare the behaviour of two builds seed by seed
-
-A progress bar is drawn on stderr when it is a terminal.
+constexpr std::string_view help_run_after =
+    R"(A progress bar is drawn on stderr when it is a terminal.
 
 Examples:
   kvsim run --seeds 1-1000
@@ -131,13 +141,10 @@ Runs one scenario and prints its event trace (what happened, in virtual time, on
 then each violation, a result line, and last:
   trace-hash <16 hex digits>
 a hash over every event of the run: two replays of the same scenario print the same hash.
+)";
 
-Options:
-  --seed S          replay the scenario of seed S
-  --scenario FILE   replay a scenario file (as written by kvsim shrink)
-  --trace FILE      write the trace to FILE instead of stdout
-
-Examples:
+constexpr std::string_view help_replay_after =
+    R"(Examples:
   kvsim replay --seed 417 | less
   kvsim replay --seed 417 | tail -3
   kvsim replay --scenario shrunk-417.scenario --trace trace.txt
@@ -155,12 +162,10 @@ shown (or, if the traces agree, the line at the index of the first differing eve
     first:  <that line of the first run>
     second: <that line of the second run>
 Ends with the number of seeds checked and how many were deterministic.
+)";
 
-Options:
-  --seeds A-B   the seeds to check (a single S means S-S); required
-  --jobs N      worker threads, 1 to 256 (default: the number of hardware threads)
-
-Example:
+constexpr std::string_view help_check_determinism_after =
+    R"(Example:
   kvsim check-determinism --seeds 1-200
 
 Exit codes: 0 every seed deterministic, 1 some seed was not, 2 usage error.
@@ -173,18 +178,67 @@ Runs the scenario; if it fails, cuts its faults, operations and fault rates down
 it still fails with the same property, reporting each attempt on stderr. Prints the sizes
 before and after and the shrunk scenario's violations, writes it as a text file and prints the
 command that replays it.
+)";
 
-Options:
-  --seed S          shrink the scenario of seed S
-  --scenario FILE   shrink a scenario file
-  --out FILE        where to write the result (default: shrunk-<seed>.scenario)
-
-Example:
+constexpr std::string_view help_shrink_after =
+    R"(Example:
   kvsim shrink --seed 417 && kvsim replay --scenario shrunk-417.scenario
 
 Exit codes: 0 shrunk scenario written, 2 usage error, unreadable or unwritable file, or the
 scenario does not fail.
 )";
+
+// ---- Options of each command ----
+
+po::options_description run_options() {
+  po::options_description d("Options", help_width_chars, help_width_chars / 2);
+  d.add_options()
+    ("seeds", po::value<std::string>()->value_name("A-B"),
+     "the seeds to run (a single S means S-S); required")
+    ("jobs", po::value<std::string>()->value_name("N"),
+     "worker threads, 1 to 256 (default: the number of hardware threads)")
+    ("json", po::bool_switch(),
+     "print one JSON object to stdout instead of text: seeds, first_seed, last_seed, failures, "
+     "failing [{seed, violations [{property, detail}]}], wall_s, seeds_per_s, sim_s, "
+     "sim_to_wall_ratio, ops {invoked, ok, failed, unknown}, probes {name: {seeds, total}}")
+    ("quiet", po::bool_switch(),
+     "no progress bar and no FAIL lines: only the summary, which lists failing seeds")
+    ("hashes", po::bool_switch(),
+     "also print \"trace-hash S H\" for every seed S, in seed order: the hash over its events "
+     "(as replay prints it), to compare the behaviour of two builds seed by seed");
+  return d;
+}
+
+po::options_description replay_options() {
+  po::options_description d("Options", help_width_chars, help_width_chars / 2);
+  d.add_options()
+    ("seed", po::value<std::string>()->value_name("S"), "replay the scenario of seed S")
+    ("scenario", po::value<std::string>()->value_name("FILE"),
+     "replay a scenario file (as written by kvsim shrink)")
+    ("trace", po::value<std::string>()->value_name("FILE"),
+     "write the trace to FILE instead of stdout");
+  return d;
+}
+
+po::options_description check_determinism_options() {
+  po::options_description d("Options", help_width_chars, help_width_chars / 2);
+  d.add_options()
+    ("seeds", po::value<std::string>()->value_name("A-B"),
+     "the seeds to check (a single S means S-S); required")
+    ("jobs", po::value<std::string>()->value_name("N"),
+     "worker threads, 1 to 256 (default: the number of hardware threads)");
+  return d;
+}
+
+po::options_description shrink_options() {
+  po::options_description d("Options", help_width_chars, help_width_chars / 2);
+  d.add_options()
+    ("seed", po::value<std::string>()->value_name("S"), "shrink the scenario of seed S")
+    ("scenario", po::value<std::string>()->value_name("FILE"), "shrink a scenario file")
+    ("out", po::value<std::string>()->value_name("FILE"),
+     "where to write the result (default: shrunk-<seed>.scenario)");
+  return d;
+}
 
 // ---- Errors ----
 
@@ -202,67 +256,59 @@ class CommandError : public std::runtime_error {
 
 // ---- Arguments ----
 
-struct FlagSpec {
-  std::vector<std::string_view> with_value;  // --name VALUE or --name=VALUE
-  std::vector<std::string_view> switches;    // --name
-};
+// Only --name VALUE, --name=VALUE and --name: no short options and no abbreviations, so that a
+// new option can never change what an existing command line means.
+constexpr int option_style = po::command_line_style::allow_long |
+                             po::command_line_style::long_allow_adjacent |
+                             po::command_line_style::long_allow_next;
 
+// One command's options as given on its command line. A mistake (an unknown option, a missing
+// value, an option given twice, a word that is no option) is a UsageError.
 class Args {
  public:
-  Args(const std::vector<std::string_view>& argv, const FlagSpec& spec) {
-    for (std::size_t i = 0; i < argv.size(); ++i) {
-      std::string_view arg = argv[i];
-      if (!arg.starts_with("--")) {
-        throw UsageError("unexpected argument '" + std::string(arg) + "'");
+  Args(const std::vector<std::string>& argv, const po::options_description& options) {
+    try {
+      const po::parsed_options parsed =
+          po::command_line_parser(argv).options(options).style(option_style).run();
+      // Without a positional description the parser hands words back unnamed.
+      for (const po::option& o : parsed.options) {
+        if (o.position_key >= 0 && !o.value.empty()) {
+          throw UsageError("unexpected argument '" + o.value.front() + "'");
+        }
       }
-      std::optional<std::string_view> inline_value;
-      if (const auto eq = arg.find('='); eq != std::string_view::npos) {
-        inline_value = arg.substr(eq + 1);
-        arg = arg.substr(0, eq);
-      }
-      const std::string name(arg);
-      if (values_.contains(name)) throw UsageError(name + " given twice");
-      if (std::find(spec.switches.begin(), spec.switches.end(), arg) != spec.switches.end()) {
-        if (inline_value) throw UsageError(name + " takes no value");
-        values_[name] = "";
-      } else if (std::find(spec.with_value.begin(), spec.with_value.end(), arg) !=
-                 spec.with_value.end()) {
-        if (!inline_value && i + 1 >= argv.size()) throw UsageError(name + " needs a value");
-        values_[name] = std::string(inline_value ? *inline_value : argv[++i]);
-      } else {
-        throw UsageError("unknown option '" + name + "'");
-      }
+      po::store(parsed, values_);
+    } catch (const po::error& e) {
+      throw UsageError(e.what());
     }
   }
 
-  bool has(const std::string& flag) const { return values_.contains(flag); }
-  std::optional<std::string> value(const std::string& flag) const {
-    const auto it = values_.find(flag);
-    if (it == values_.end()) return std::nullopt;
-    return it->second;
+  bool has(const std::string& name) const { return values_[name].as<bool>(); }
+  std::optional<std::string> value(const std::string& name) const {
+    if (!values_.count(name)) return std::nullopt;
+    return values_[name].as<std::string>();
   }
-  std::string required(const std::string& flag) const {
-    auto v = value(flag);
-    if (!v) throw UsageError(flag + " is required");
+  std::string required(const std::string& name) const {
+    auto v = value(name);
+    if (!v) throw UsageError("--" + name + " is required");
     return *v;
   }
 
  private:
-  std::map<std::string, std::string> values_;
+  po::variables_map values_;
 };
 
-std::uint64_t parse_u64(std::string_view flag, std::string_view text) {
-  std::uint64_t v = 0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
-  if (ec == std::errc::result_out_of_range) {
-    throw UsageError(std::string(flag) + ": '" + std::string(text) + "' is too large");
-  }
-  if (text.empty() || ec != std::errc() || ptr != end) {
-    throw UsageError(std::string(flag) + ": '" + std::string(text) +
-                     "' is not a non-negative integer");
-  }
-  return v;
+// The value of an Expected, or its sentence as a usage error.
+template <typename T>
+T or_usage_error(Expected<T> parsed) {
+  if (!parsed) throw UsageError(parsed.error().detail);
+  return std::move(parsed).value();
+}
+
+Expected<std::uint64_t> parse_u64(std::string_view flag, std::string_view text) {
+  if (const auto v = kv::parse_integer<std::uint64_t>(text)) return *v;
+  const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string_view::npos;
+  return kv::invalid_input(std::string(flag) + ": '" + std::string(text) +
+                           (digits ? "' is too large" : "' is not a non-negative integer"));
 }
 
 struct SeedRange {
@@ -272,32 +318,35 @@ struct SeedRange {
   std::string text() const { return std::to_string(first) + "-" + std::to_string(last); }
 };
 
-SeedRange parse_seeds(const Args& args) {
-  const std::string text = args.required("--seeds");
-  const std::string_view view = text;
-  const auto dash = view.find('-');
-  SeedRange range;
-  try {
-    range.first = parse_u64("--seeds", view.substr(0, dash));
-    range.last = dash == std::string_view::npos ? range.first
-                                                : parse_u64("--seeds", view.substr(dash + 1));
-  } catch (const UsageError&) {
-    throw UsageError("--seeds: expected A-B (or a single seed S), got '" + text + "'");
+// "A-B", or "S" for S-S.
+Expected<SeedRange> parse_seed_range(std::string_view text) {
+  const auto dash = text.find('-');
+  const auto first = kv::parse_integer<std::uint64_t>(text.substr(0, dash));
+  const auto last = dash == std::string_view::npos
+                        ? first
+                        : kv::parse_integer<std::uint64_t>(text.substr(dash + 1));
+  if (!first || !last) {
+    return kv::invalid_input("--seeds: expected A-B (or a single seed S), got '" +
+                             std::string(text) + "'");
   }
-  if (range.first > range.last) {
-    throw UsageError("--seeds: '" + text + "' is not a range A-B with A <= B");
+  if (*first > *last) {
+    return kv::invalid_input("--seeds: '" + std::string(text) + "' is not a range A-B with A <= B");
   }
   // The count of the full 64-bit range does not fit in 64 bits; nobody runs that many anyway.
-  if (range.last - range.first == std::numeric_limits<std::uint64_t>::max()) {
-    throw UsageError("--seeds: range too large");
+  if (*last - *first == std::numeric_limits<std::uint64_t>::max()) {
+    return kv::invalid_input("--seeds: range too large");
   }
-  return range;
+  return SeedRange{*first, *last};
+}
+
+SeedRange parse_seeds(const Args& args) {
+  return or_usage_error(parse_seed_range(args.required("seeds")));
 }
 
 unsigned parse_jobs(const Args& args, std::uint64_t seed_count) {
   std::uint64_t jobs = std::max(1u, std::thread::hardware_concurrency());
-  if (auto text = args.value("--jobs")) {
-    jobs = parse_u64("--jobs", *text);
+  if (auto text = args.value("jobs")) {
+    jobs = or_usage_error(parse_u64("--jobs", *text));
     if (jobs < 1) throw UsageError("--jobs must be at least 1");
   }
   return static_cast<unsigned>(std::min<std::uint64_t>({jobs, jobs_max, seed_count}));
@@ -316,28 +365,6 @@ std::string hex16(std::uint64_t value) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(value));
   return buf;
-}
-
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
 }
 
 double seconds_since(Clock::time_point start) {
@@ -560,43 +587,49 @@ void print_run_text(const RunSummary& s) {
   }
 }
 
+// Three decimals, as the text summary prints them: more would be noise of the wall clock.
+double rounded(double value) { return std::round(value * 1000.0) / 1000.0; }
+
 void print_run_json(const RunSummary& s) {
-  std::ostringstream o;
-  o << "{\n  \"seeds\": " << s.seeds.count() << ",\n  \"first_seed\": " << s.seeds.first
-    << ",\n  \"last_seed\": " << s.seeds.last << ",\n  \"failures\": " << s.failing.size()
-    << ",\n  \"failing\": [";
-  for (std::size_t i = 0; i < s.failing.size(); ++i) {
-    o << (i ? ", " : "") << "{\"seed\": " << s.failing[i].first << ", \"violations\": [";
-    const auto& vs = s.failing[i].second;
-    for (std::size_t j = 0; j < vs.size(); ++j) {
-      o << (j ? ", " : "") << "{\"property\": " << json_string(vs[j].property)
-        << ", \"detail\": " << json_string(vs[j].detail) << "}";
+  boost::json::array failing;
+  for (const auto& [seed, violations] : s.failing) {
+    boost::json::array vs;
+    for (const Violation& v : violations) {
+      vs.push_back(boost::json::object{{"property", v.property}, {"detail", v.detail}});
     }
-    o << "]}";
+    failing.push_back(boost::json::object{{"seed", seed}, {"violations", std::move(vs)}});
   }
-  o << "],\n  \"wall_s\": " << fixed(s.wall_s) << ",\n  \"seeds_per_s\": "
-    << fixed(s.seeds_per_s()) << ",\n  \"sim_s\": " << fixed(s.sim_s())
-    << ",\n  \"sim_to_wall_ratio\": " << fixed(s.sim_s() / s.wall_s) << ",\n  \"ops\": {"
-    << "\"invoked\": " << s.totals.ops_invoked << ", \"ok\": " << s.totals.ops_ok
-    << ", \"failed\": " << s.totals.ops_failed << ", \"unknown\": " << s.totals.ops_unknown
-    << "},\n  \"probes\": {";
-  bool first = true;
+  boost::json::object probes;
   for (const auto& [name, p] : s.totals.probes) {
-    o << (first ? "\n    " : ",\n    ") << json_string(name) << ": {\"seeds\": " << p.seeds
-      << ", \"total\": " << p.total << "}";
-    first = false;
+    probes[name] = boost::json::object{{"seeds", p.seeds}, {"total", p.total}};
   }
-  o << (first ? "}" : "\n  }") << "\n}\n";
-  std::cout << o.str() << std::flush;
+  const boost::json::object out{
+      {"seeds", s.seeds.count()},
+      {"first_seed", s.seeds.first},
+      {"last_seed", s.seeds.last},
+      {"failures", s.failing.size()},
+      {"failing", std::move(failing)},
+      {"wall_s", rounded(s.wall_s)},
+      {"seeds_per_s", rounded(s.seeds_per_s())},
+      {"sim_s", rounded(s.sim_s())},
+      {"sim_to_wall_ratio", rounded(s.sim_s() / s.wall_s)},
+      {"ops",
+       {{"invoked", s.totals.ops_invoked},
+        {"ok", s.totals.ops_ok},
+        {"failed", s.totals.ops_failed},
+        {"unknown", s.totals.ops_unknown}}},
+      {"probes", std::move(probes)},
+  };
+  std::cout << boost::json::serialize(out) << '\n' << std::flush;
 }
 
 int cmd_run(const Args& args) {
   RunSummary summary;
   summary.seeds = parse_seeds(args);
   const unsigned jobs = parse_jobs(args, summary.seeds.count());
-  const bool json = args.has("--json");
-  const bool quiet = args.has("--quiet");
-  const bool hashes = args.has("--hashes");
+  const bool json = args.has("json");
+  const bool quiet = args.has("quiet");
+  const bool hashes = args.has("hashes");
   if (json && hashes) throw UsageError("--hashes and --json cannot be combined");
 
   std::vector<Totals> per_worker(jobs);
@@ -663,13 +696,13 @@ void write_file(const std::string& path, const std::string& text) {
 
 // --seed S or --scenario FILE, exactly one.
 LoadedScenario load_scenario(const Args& args) {
-  const auto seed = args.value("--seed");
-  const auto file = args.value("--scenario");
+  const auto seed = args.value("seed");
+  const auto file = args.value("scenario");
   if (seed.has_value() == file.has_value()) {
     throw UsageError("give either --seed S or --scenario FILE (exactly one)");
   }
   if (seed) {
-    const std::uint64_t s = parse_u64("--seed", *seed);
+    const std::uint64_t s = or_usage_error(parse_u64("--seed", *seed));
     return {kv::sim::make_scenario(s), "seed " + std::to_string(s)};
   }
   LoadedScenario loaded;
@@ -693,7 +726,7 @@ int cmd_replay(const Args& args) {
   const LoadedScenario loaded = load_scenario(args);
   std::ofstream trace_file;
   std::ostream* trace_out = &std::cout;
-  const auto trace_path = args.value("--trace");
+  const auto trace_path = args.value("trace");
   if (trace_path) {
     trace_file.open(*trace_path, std::ios::binary | std::ios::trunc);
     if (!trace_file) throw CommandError("cannot write '" + *trace_path + "'");
@@ -858,7 +891,7 @@ int cmd_shrink(const Args& args) {
     print_violations(std::cout, after.violations, "  ");
   }
   const std::string out =
-      args.value("--out").value_or("shrunk-" + std::to_string(shrunk.seed) + ".scenario");
+      args.value("out").value_or("shrunk-" + std::to_string(shrunk.seed) + ".scenario");
   write_file(out, kv::sim::scenario_to_text(shrunk));
   std::cout << "wrote " << out << "\nreplay: kvsim replay --scenario " << out << '\n';
   return exit_ok;
@@ -868,18 +901,19 @@ int cmd_shrink(const Args& args) {
 
 struct Command {
   std::string_view name;
-  std::string_view help;
-  FlagSpec flags;
+  std::string_view help;        // before the options table
+  std::string_view help_after;  // after it
+  po::options_description (*options)();
   int (*run)(const Args&);
 };
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> all = {
-      {"run", help_run, {{"--seeds", "--jobs"}, {"--json", "--quiet", "--hashes"}}, cmd_run},
-      {"replay", help_replay, {{"--seed", "--scenario", "--trace"}, {}}, cmd_replay},
-      {"check-determinism", help_check_determinism, {{"--seeds", "--jobs"}, {}},
-       cmd_check_determinism},
-      {"shrink", help_shrink, {{"--seed", "--scenario", "--out"}, {}}, cmd_shrink},
+      {"run", help_run, help_run_after, run_options, cmd_run},
+      {"replay", help_replay, help_replay_after, replay_options, cmd_replay},
+      {"check-determinism", help_check_determinism, help_check_determinism_after,
+       check_determinism_options, cmd_check_determinism},
+      {"shrink", help_shrink, help_shrink_after, shrink_options, cmd_shrink},
   };
   return all;
 }
@@ -891,15 +925,19 @@ const Command* find_command(std::string_view name) {
   return nullptr;
 }
 
+void print_help(const Command& c) {
+  std::cout << c.help << '\n' << c.options() << '\n' << c.help_after;
+}
+
 int usage_error(std::string_view command, std::string_view message) {
   const std::string who = command.empty() ? "kvsim" : "kvsim " + std::string(command);
   std::cerr << who << ": " << message << "\nTry '" << who << " --help'.\n";
   return exit_usage;
 }
 
-int dispatch(const std::vector<std::string_view>& argv) {
+int dispatch(const std::vector<std::string>& argv) {
   if (argv.empty()) return usage_error("", "no command given");
-  const std::string_view name = argv[0];
+  const std::string& name = argv[0];
   if (name == "--help" || name == "-h" || name == "help") {
     if (argv.size() == 1) {
       std::cout << help_overview;
@@ -907,21 +945,21 @@ int dispatch(const std::vector<std::string_view>& argv) {
     }
     if (argv.size() > 2) return usage_error("", "help takes at most one command");
     const Command* c = find_command(argv[1]);
-    if (!c) return usage_error("", "no such command '" + std::string(argv[1]) + "'");
-    std::cout << c->help;
+    if (!c) return usage_error("", "no such command '" + argv[1] + "'");
+    print_help(*c);
     return exit_ok;
   }
   const Command* command = find_command(name);
-  if (!command) return usage_error("", "unknown command '" + std::string(name) + "'");
+  if (!command) return usage_error("", "unknown command '" + name + "'");
   // Help wins over everything else on the line, mistakes included.
-  if (std::find_if(argv.begin() + 1, argv.end(), [](std::string_view a) {
+  if (std::find_if(argv.begin() + 1, argv.end(), [](const std::string& a) {
         return a == "--help" || a == "-h";
       }) != argv.end()) {
-    std::cout << command->help;
+    print_help(*command);
     return exit_ok;
   }
   try {
-    return command->run(Args({argv.begin() + 1, argv.end()}, command->flags));
+    return command->run(Args({argv.begin() + 1, argv.end()}, command->options()));
   } catch (const UsageError& e) {
     return usage_error(name, e.what());
   } catch (const CommandError& e) {
@@ -934,7 +972,7 @@ int dispatch(const std::vector<std::string_view>& argv) {
 
 int main(int argc, char** argv) {
   try {
-    return dispatch(std::vector<std::string_view>(argv + 1, argv + argc));
+    return dispatch(std::vector<std::string>(argv + 1, argv + argc));
   } catch (const std::exception& e) {
     std::cerr << "kvsim: error: " << e.what() << '\n';
     return exit_usage;
