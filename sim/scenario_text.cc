@@ -317,7 +317,7 @@ class Fields {
 // client or end line closes it, and from then on every value is checked against the knobs.
 class Parser {
  public:
-  bool parse(std::string_view text, Scenario& out, std::string& error);
+  Expected<Scenario> parse(std::string_view text);
 
  private:
   std::string parse_line(std::string_view line);
@@ -343,7 +343,7 @@ class Parser {
   std::size_t skew_line_ = 0, drift_line_ = 0;
 };
 
-bool Parser::parse(std::string_view text, Scenario& out, std::string& error) {
+Expected<Scenario> Parser::parse(std::string_view text) {
   std::size_t start = 0;
   while (start < text.size()) {
     ++line_no_;
@@ -353,21 +353,16 @@ bool Parser::parse(std::string_view text, Scenario& out, std::string& error) {
     start = end + 1;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     std::string problem = parse_line(line);
-    if (!problem.empty()) {
-      error = "line " + std::to_string(line_no_) + ": " + problem;
-      return false;
-    }
+    if (!problem.empty()) return invalid_input("line " + std::to_string(line_no_) + ": " + problem);
   }
   if (stage_ == Stage::header) {
-    error = "empty input: no '" + std::string(format_header) + "' line";
-    return false;
+    return invalid_input("empty input: no '" + std::string(format_header) + "' line");
   }
   if (stage_ != Stage::done) {
-    error = "line " + std::to_string(line_no_) + ": input ends without an 'end' line (truncated?)";
-    return false;
+    return invalid_input("line " + std::to_string(line_no_) +
+                         ": input ends without an 'end' line (truncated?)");
   }
-  out = std::move(s_);
-  return true;
+  return std::move(s_);
 }
 
 std::string Parser::parse_line(std::string_view line) {
@@ -605,15 +600,14 @@ std::string Parser::op(const std::vector<std::string_view>& w) {
 
 }  // namespace
 
-bool scenario_from_text(std::string_view text, Scenario& out, std::string& error) {
+Expected<Scenario> scenario_from_text(std::string_view text) {
   // Nothing below is expected to throw but allocation; a scenario reader must not take the
   // caller down with it either way.
   try {
     Parser parser;
-    return parser.parse(text, out, error);
+    return parser.parse(text);
   } catch (const std::exception& e) {
-    error = std::string("cannot read scenario: ") + e.what();
-    return false;
+    return invalid_input(std::string("cannot read scenario: ") + e.what());
   }
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/errors.h"
 #include "core/messages.h"
 
 namespace kv::sim {
@@ -161,7 +162,7 @@ Scenario shrink(const Scenario& failing, const std::function<void(std::string_vi
 // A readable and re-readable text form of a scenario, for `kvsim shrink --out` and
 // `kvsim replay --scenario`.
 std::string scenario_to_text(const Scenario& s);
-// Returns false and sets `error` if the text is not a scenario.
-bool scenario_from_text(std::string_view text, Scenario& out, std::string& error);
+// The scenario, or why the text is not one ("line 12: ...").
+Expected<Scenario> scenario_from_text(std::string_view text);
 
 }  // namespace kv::sim

@@ -705,13 +705,9 @@ LoadedScenario load_scenario(const Args& args) {
     const std::uint64_t s = or_usage_error(parse_u64("--seed", *seed));
     return {kv::sim::make_scenario(s), "seed " + std::to_string(s)};
   }
-  LoadedScenario loaded;
-  std::string error;
-  if (!kv::sim::scenario_from_text(read_file(*file), loaded.scenario, error)) {
-    throw CommandError(*file + ": " + error);
-  }
-  loaded.label = *file;
-  return loaded;
+  kv::Expected<Scenario> scenario = kv::sim::scenario_from_text(read_file(*file));
+  if (!scenario) throw CommandError(*file + ": " + scenario.error().detail);
+  return {std::move(scenario).value(), *file};
 }
 
 std::uint64_t total_ops(const Scenario& s) {
