@@ -18,7 +18,8 @@ class Breaker {
   bool admit(std::uint64_t now_ms);
   // Why admit() refused, for the reads that fail meanwhile.
   std::string refusal(std::uint64_t now_ms) const;
-  // The outcome of an admitted call. failed() says whether the breaker (re)opened.
+  // The outcome of a call: settled() for any answered call (it ends a probe), then failed() or
+  // succeeded(). failed() says whether the breaker (re)opened.
   void settled() { probing_ = false; }
   bool failed(std::uint64_t now_ms);
   void succeeded() { failures_ = 0; }

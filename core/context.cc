@@ -22,12 +22,6 @@ Context::Context(ReplicaConfig c, DurableState s, std::uint64_t now)
   for (const auto& [hint_key, record] : state.hints.hints()) hlc.observe(record.version);
 }
 
-bool Context::not_after_clock(const Version& v) const {
-  const Version& last = hlc.last();
-  return v.physical_ms < last.physical_ms ||
-         (v.physical_ms == last.physical_ms && v.counter <= last.counter);
-}
-
 void Context::send(NodeId to, MessageBody body) {
   Message m{config.self, to, std::move(body)};
   if (to == config.self) {

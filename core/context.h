@@ -38,7 +38,11 @@ struct Context {
   std::size_t majority() const { return config.replicas / 2 + 1; }
   bool bridges_on() const { return config.pg_mode != PgMode::off || config.legacy; }
   // At or before the clock's latest stamp: nothing this node holds may be ahead of its clock.
-  bool not_after_clock(const Version& v) const;
+  bool not_after_clock(const Version& v) const {
+    const Version& last = hlc.last();
+    return v.physical_ms < last.physical_ms ||
+           (v.physical_ms == last.physical_ms && v.counter <= last.counter);
+  }
 
   void send(NodeId to, MessageBody body);
   void reply(ClientReply reply) { ready.replies.push_back(std::move(reply)); }

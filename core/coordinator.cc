@@ -191,10 +191,10 @@ void Coordinator::settle(const std::optional<Settlement>& s) {
     if (it == requests_.end() || it->second.phase != Phase::resolve || it->second.replied) {
       continue;
     }
-    if (s->error.empty()) {
-      reply_resolved(it->second, s->found);
-    } else {
+    if (s->failed) {
       fail(it->second, Errc::unavailable, s->error);
+    } else {
+      reply_resolved(it->second, s->found);
     }
     finish_if_done(req);
   }

@@ -7,8 +7,10 @@
 //   del   PostgreSQL for a key none of them holds), so the stamp is past any write a majority
 //         acknowledged whatever the clocks say (C5); write: send the stamped record to N and
 //         answer after W acknowledgements (and PostgreSQL's, in sync mode).
-// Every phase resends to the silent, falls back to stand-ins in sloppy mode, and ends at the
-// deadline; a write leaves a hint for every replica that never acknowledged it.
+// Every phase resends to the silent and ends at the deadline. In sloppy mode, after
+// sloppy_after_ms, discovery writes with the versions it has, a write falls back to stand-ins
+// for the silent, and a resolving read stops resending. A write leaves a hint for every replica
+// that never acknowledged it.
 #pragma once
 
 #include <cstddef>

@@ -88,7 +88,8 @@ std::optional<Settlement> MissResolver::on_legacy_reply(const Call& c, const Bri
 Settlement MissResolver::finish(const std::string& key, const std::optional<Record>& found,
                                 std::uint64_t now_ms) {
   auto it = misses_.find(key);
-  Settlement s{std::move(it->second.waiters), found, {}};
+  if (it == misses_.end()) return {};
+  Settlement s{std::move(it->second.waiters), false, found, {}};
   misses_.erase(it);
   remember(key, found, now_ms);
   if (found) {
@@ -104,7 +105,8 @@ Settlement MissResolver::finish(const std::string& key, const std::optional<Reco
 
 Settlement MissResolver::fail(const std::string& key, std::string detail) {
   auto it = misses_.find(key);
-  Settlement s{std::move(it->second.waiters), std::nullopt, std::move(detail)};
+  if (it == misses_.end()) return {};
+  Settlement s{std::move(it->second.waiters), true, std::nullopt, std::move(detail)};
   misses_.erase(it);
   return s;
 }

@@ -26,9 +26,10 @@ struct Context;
 
 // The end of a resolution, for the requests that waited on it.
 struct Settlement {
-  std::vector<std::uint64_t> waiters;
-  std::optional<Record> found;  // when `error` is empty: the record, or nullopt for not found
-  std::string error;            // else why it failed: the reads fail with Errc::unavailable
+  std::vector<std::uint64_t> waiters;  // may name requests that have ended meanwhile
+  bool failed = false;           // the reads fail with Errc::unavailable and `error`
+  std::optional<Record> found;   // else the record, or nullopt for not found
+  std::string error;
 };
 
 class MissResolver {
@@ -41,7 +42,7 @@ class MissResolver {
                                                   std::uint64_t started_ms,
                                                   std::uint64_t now_ms);
   // Request `req` waits for the resolution of `key`, joining the one under way or starting one.
-  // A resolution can end at once (the breaker is open, or there is nothing to ask).
+  // A resolution can end at once (PostgreSQL is off and the legacy API's breaker is open).
   std::optional<Settlement> join(const std::string& key, std::uint64_t req, std::uint64_t now_ms);
   // The replies to the resolver's calls. `ok`: the lookup answered with a sane row.
   std::optional<Settlement> on_lookup_reply(const Call& c, const BridgeReply& r, bool ok,
@@ -62,7 +63,7 @@ class MissResolver {
   // One resolution under way, shared by every read that missed the key meanwhile.
   struct Miss {
     std::uint64_t call = 0;
-    std::vector<std::uint64_t> waiters;  // requests in Phase::resolve
+    std::vector<std::uint64_t> waiters;  // requests that entered Phase::resolve (some may be over)
   };
   // A finished resolution: `record` (nullopt: not found) for the reads started at or before
   // `resolved_ms`; a not-found also for every read within legacy_negative_ttl_ms of it.

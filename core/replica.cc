@@ -158,12 +158,13 @@ void Replica::drain_local(std::uint64_t now_ms) {
 std::string Replica::check_invariants() const {
   const Roles& r = *roles_;
   if (!r.ctx.local.empty()) return "self-addressed messages left unhandled";
-  for (std::string broken :
-       {r.replica.check_invariants(), r.hints.check_invariants(), r.coordinator.check_invariants(),
-        r.queue.check_invariants(), r.misses.check_invariants(), r.calls.check_invariants()}) {
-    if (!broken.empty()) return broken;
-  }
-  return {};
+  std::string broken = r.replica.check_invariants();
+  if (broken.empty()) broken = r.hints.check_invariants();
+  if (broken.empty()) broken = r.coordinator.check_invariants();
+  if (broken.empty()) broken = r.queue.check_invariants();
+  if (broken.empty()) broken = r.misses.check_invariants();
+  if (broken.empty()) broken = r.calls.check_invariants();
+  return broken;
 }
 
 const DurableState& Replica::state() const { return roles_->ctx.state; }

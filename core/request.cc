@@ -23,30 +23,31 @@ bool done(const Request& r) {
 }
 
 std::string check_invariants(std::uint64_t id, const Request& r, const Context& ctx) {
-  const std::string where = "request " + std::to_string(id) + " for " + r.key + ": ";
-  if (!ctx.issued(id)) return where + "id out of range";
-  if (r.quorum < 1 || r.quorum > ctx.config.replicas) return where + "quorum out of range";
+  // The description is built only for a broken check: this runs after every simulated step.
+  auto where = [&] { return "request " + std::to_string(id) + " for " + r.key + ": "; };
+  if (!ctx.issued(id)) return where() + "id out of range";
+  if (r.quorum < 1 || r.quorum > ctx.config.replicas) return where() + "quorum out of range";
   if (r.targets.size() < ctx.config.replicas || r.targets.size() > ctx.ring.node_count()) {
-    return where + "wrong number of targets";
+    return where() + "wrong number of targets";
   }
-  if (r.deadline_ms <= r.started_ms) return where + "deadline before start";
+  if (r.deadline_ms <= r.started_ms) return where() + "deadline before start";
   if (r.phase == Phase::write &&
       !(r.stamped.version.node == ctx.config.self && ctx.not_after_clock(r.stamped.version))) {
-    return where + "writing a record this node did not stamp";
+    return where() + "writing a record this node did not stamp";
   }
   if (r.phase != Phase::discover && r.pg_lookup_pending) {
-    return where + "waiting for a PostgreSQL lookup outside discovery";
+    return where() + "waiting for a PostgreSQL lookup outside discovery";
   }
   if (r.phase != Phase::write && r.pg_write_pending) {
-    return where + "waiting for a PostgreSQL write before writing";
+    return where() + "waiting for a PostgreSQL write before writing";
   }
-  if (r.replied && r.phase == Phase::discover) return where + "replied before writing";
+  if (r.replied && r.phase == Phase::discover) return where() + "replied before writing";
   if (r.replied && !r.failed && r.phase == Phase::write && r.pg_write_pending &&
       ctx.config.pg_mode == PgMode::sync) {
-    return where + "acknowledged before PostgreSQL confirmed the write (sync mode)";
+    return where() + "acknowledged before PostgreSQL confirmed the write (sync mode)";
   }
   if (r.replied && !r.failed && r.phase == Phase::write && answered(r) < r.quorum) {
-    return where + "acknowledged with " + std::to_string(answered(r)) + " of W=" +
+    return where() + "acknowledged with " + std::to_string(answered(r)) + " of W=" +
            std::to_string(r.quorum) + " acknowledgements";
   }
   return {};

@@ -38,7 +38,8 @@ struct Request {
   std::string value;         // put: the value, until it is stamped
   std::uint32_t quorum = 0;  // R for a get, W for a put/del
   std::vector<Target> targets;
-  std::optional<Record> newest;  // read, resolve, discover: the newest record replied
+  std::optional<Record> newest;  // read, resolve, discover: the newest record replied (unused
+                                 // once writing)
   Record stamped;                // write: the record being written, stamped here
   std::uint64_t started_ms = 0, phase_started_ms = 0, deadline_ms = 0, next_retry_ms = 0;
   bool replied = false;

@@ -255,6 +255,18 @@ TEST(Bridges, LegacyValueHydratesAtTheZeroVersionAndAnyWriteWins) {
   EXPECT_EQ(net.services_->legacy_calls, 1);
 }
 
+// An error reply is an error whatever its text says: a read must never take a failed legacy call
+// for a not-found (a driver may well send an empty detail).
+TEST(Bridges, AFailedLegacyCallWithoutADetailStillFailsTheRead) {
+  TestNet net(3, false, {}, pg(PgMode::off, true));
+  net.services_->legacy["k"] = "v";
+  net.services_->legacy_down = true;
+  net.services_->down_detail = "";
+  const auto r = net.call(1, get("k"));
+  EXPECT_EQ(r.error, make_error_code(Errc::unavailable));
+  EXPECT_FALSE(r.record);
+}
+
 TEST(Bridges, AWriteRacingAHydrationWins) {
   TestNet net(3, false, {}, pg(PgMode::off, true));
   net.services_->legacy["k"] = "legacy";

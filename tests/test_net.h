@@ -32,6 +32,7 @@ struct Services {
   std::map<std::string, Record> table;
   std::map<std::string, std::string> legacy;
   bool pg_down = false, legacy_down = false;
+  std::optional<std::string> down_detail;  // what a down service says (default: refused)
   int legacy_calls = 0, pg_calls = 0;
 
   BridgeReply answer(const BridgeCall& c) {
@@ -40,7 +41,7 @@ struct Services {
     ++(c.kind == BridgeKind::legacy_fetch ? legacy_calls : pg_calls);
     if (down) {
       r.error = make_error_code(Errc::unavailable);
-      r.detail = std::string(bridge_name(c.kind)) + ": connection refused";
+      r.detail = down_detail ? *down_detail : std::string(bridge_name(c.kind)) + ": connection refused";
       return r;
     }
     if (c.kind == BridgeKind::pg_write) {
