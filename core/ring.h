@@ -4,7 +4,8 @@
 // the first token clockwise from hash64(key); its preference list is the first N distinct nodes
 // met walking clockwise from there. Virtual nodes spread each node's share evenly, and adding or
 // removing one node moves only the keys whose walk meets that node's tokens first.
-// This is the one place that knows the ring: the coordinator and the simulator ask it.
+// This is the one place that knows the ring: the coordinator, the simulator and kvbench's request
+// routing (--route) all ask it.
 #pragma once
 
 #include <cstddef>

@@ -269,28 +269,28 @@ std::string json_string(const boost::json::object& o, std::string_view name) {
 
 }  // namespace
 
-std::string parse_cluster_view(std::string_view json, ClusterView& out) {
+Expected<ClusterView> parse_cluster_view(std::string_view json) {
   error_code ec;
   const auto value = boost::json::parse(json, ec);
-  if (ec || !value.is_object()) return "not a JSON object";
+  if (ec || !value.is_object()) return invalid_input("not a JSON object");
   const auto& o = value.as_object();
-  out = ClusterView{};
+  ClusterView out;
   out.self_name = json_string(o, "self");
-  if (out.self_name.empty()) return "no \"self\"";
+  if (out.self_name.empty()) return invalid_input("no \"self\"");
   if (const auto hash = json_string(o, "hash"); !hash.empty() && hash != "kv::hash64") {
-    return "the ring uses hash '" + hash + "', which kvbench does not know";
+    return invalid_input("the ring uses hash '" + hash + "', which kvbench does not know");
   }
   std::uint64_t vnodes = 0;
   if (!json_uint(o, "vnodes_per_node", vnodes) || vnodes < 1 || vnodes > ring_vnodes_per_node_max) {
-    return "no valid \"vnodes_per_node\"";
+    return invalid_input("no valid \"vnodes_per_node\"");
   }
   out.vnodes_per_node = static_cast<std::uint32_t>(vnodes);
   const auto* members = o.if_contains("members");
-  if (members == nullptr || !members->is_array() || members->as_array().empty()) return "no \"members\"";
+  if (members == nullptr || !members->is_array() || members->as_array().empty()) return invalid_input("no \"members\"");
   bool found_self = false;
   for (const auto& m : members->as_array()) {
     std::uint64_t id = 0;
-    if (!m.is_object() || !json_uint(m.as_object(), "id", id) || id > UINT32_MAX) return "a member without an id";
+    if (!m.is_object() || !json_uint(m.as_object(), "id", id) || id > UINT32_MAX) return invalid_input("a member without an id");
     out.members.push_back(static_cast<NodeId>(id));
     if (json_string(m.as_object(), "name") == out.self_name) {
       found_self = true;
@@ -298,12 +298,12 @@ std::string parse_cluster_view(std::string_view json, ClusterView& out) {
       out.self_resp_addr = json_string(m.as_object(), "resp_addr");
     }
   }
-  if (out.members.size() > ring_nodes_max) return "more than " + std::to_string(ring_nodes_max) + " members";
-  if (!found_self) return "\"self\" is not among the members";
-  return {};
+  if (out.members.size() > ring_nodes_max) return invalid_input("more than " + std::to_string(ring_nodes_max) + " members");
+  if (!found_self) return invalid_input("\"self\" is not among the members");
+  return out;
 }
 
-std::string fetch_cluster_view(const HostPort& http_addr, std::chrono::milliseconds timeout, ClusterView& out) {
+Expected<ClusterView> fetch_cluster_view(const HostPort& http_addr, std::chrono::milliseconds timeout) {
   try {
     asio::io_context io;
     beast::tcp_stream stream(io);
@@ -317,14 +317,15 @@ std::string fetch_cluster_view(const HostPort& http_addr, std::chrono::milliseco
     http::response<http::string_body> response;
     http::read(stream, buffer, response);
     if (response.result_int() != 200) {
-      return "GET /cluster answered " + std::to_string(response.result_int());
+      return invalid_input("GET /cluster answered " + std::to_string(response.result_int()));
     }
-    if (auto error = parse_cluster_view(response.body(), out); !error.empty()) return "GET /cluster: " + error;
-    return {};
+    Expected<ClusterView> view = parse_cluster_view(response.body());
+    if (!view) return invalid_input("GET /cluster: " + view.error().detail);
+    return view;
   } catch (const boost::system::system_error& e) {
-    return e.code().message();
+    return Error{e.code(), e.code().message()};
   } catch (const std::exception& e) {
-    return e.what();
+    return invalid_input(e.what());
   }
 }
 
@@ -350,12 +351,13 @@ std::optional<Router> learn_routes(const std::vector<HostPort>& targets, const s
   std::optional<ClusterView> ring_view;
   std::vector<std::optional<NodeId>> target_nodes(targets.size());
   for (std::size_t i = 0; i < http.size(); ++i) {
-    ClusterView view;
-    if (auto error = fetch_cluster_view(http[i], timeout, view); !error.empty()) {
-      log << "kvbench: --route: " << http[i].to_string() << ": " << error << "; " << targets[i].to_string()
+    Expected<ClusterView> fetched = fetch_cluster_view(http[i], timeout);
+    if (!fetched) {
+      log << "kvbench: --route: " << http[i].to_string() << ": " << fetched.error().detail << "; " << targets[i].to_string()
           << " gets no requests, the keys of its node go to the next node of their preference list\n";
       continue;
     }
+    const ClusterView& view = fetched.value();
     // The node's own RESP address settles which target it is; the position in --http is the
     // fallback for addresses written differently (a host name for an IP, say).
     std::size_t target = i;

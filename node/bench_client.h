@@ -160,11 +160,9 @@ struct ClusterView {
   std::vector<NodeId> members;
 };
 
-// Both return an error message, empty on success. The fetch blocks (up to `timeout`): it runs
-// once per node before the benchmark starts.
-std::string parse_cluster_view(std::string_view json, ClusterView& out);
-std::string fetch_cluster_view(const HostPort& http, std::chrono::milliseconds timeout,
-                               ClusterView& out);
+// The fetch blocks (up to `timeout`): it runs once per node before the benchmark starts.
+Expected<ClusterView> parse_cluster_view(std::string_view json);
+Expected<ClusterView> fetch_cluster_view(const HostPort& http, std::chrono::milliseconds timeout);
 
 // Maps a key to targets in the order of its preference list, using the same ring as the nodes.
 class Router {
