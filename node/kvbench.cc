@@ -144,76 +144,73 @@ po::options_description describe_options() {
 }
 
 template <typename Int>
-std::string parse_whole(std::string_view flag, std::string_view text, Int min, Int max, Int& out) {
+Expected<Int> parse_whole(std::string_view flag, std::string_view text, Int min, Int max) {
   const auto v = parse_integer<Int>(text);
   if (!v || *v < min || *v > max) {
-    return std::string(flag) + " takes a whole number from " + std::to_string(min) + " to " +
-           std::to_string(max) + ", got '" + std::string(text) + "'";
+    return invalid_input(std::string(flag) + " takes a whole number from " + std::to_string(min) +
+                         " to " + std::to_string(max) + ", got '" + std::string(text) + "'");
   }
-  out = *v;
-  return {};
+  return *v;
 }
 
-std::string parse_real(std::string_view flag, std::string_view text, double min, double max, double& out) {
+Expected<double> parse_real(std::string_view flag, std::string_view text, double min, double max) {
   double v = 0;
   const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
   if (text.empty() || r.ec != std::errc() || r.ptr != text.data() + text.size() || !(v >= min && v <= max)) {
     std::ostringstream s;
     s << flag << " takes a number from " << min << " to " << max << ", got '" << text << "'";
-    return s.str();
+    return invalid_input(s.str());
   }
-  out = v;
-  return {};
+  return v;
 }
 
 // Addresses to connect to: host:port as everywhere else, and a port that is not 0.
-std::string parse_addresses(std::string_view flag, std::string_view text, std::vector<HostPort>& out) {
+Expected<std::vector<HostPort>> parse_addresses(std::string_view flag, std::string_view text) {
   auto parsed = parse_host_port_list(text);
-  if (!parsed) return std::string(flag) + ": " + parsed.error().detail;
+  if (!parsed) return invalid_input(std::string(flag) + ": " + parsed.error().detail);
   for (const HostPort& a : parsed.value()) {
-    if (a.port == 0) return std::string(flag) + ": port 0 in '" + a.to_string() + "' cannot be connected to";
+    if (a.port == 0) {
+      return invalid_input(std::string(flag) + ": port 0 in '" + a.to_string() + "' cannot be connected to");
+    }
   }
-  out = std::move(parsed).value();
-  return {};
+  return parsed;
 }
 
 constexpr std::array<std::string_view, 13> valued_flags = {
     "--targets",  "--http",     "--clients",  "--requests", "--duration-s",      "--key-size",  "--value-size",
     "--keyspace", "--read-ratio", "--pipeline", "--seed",     "--max-error-ratio", "--timeout-ms"};
 
-// Applies one flag that takes a value (one of valued_flags). Returns an error message, empty on success.
-std::string apply_valued_flag(std::string_view flag, std::string_view v, Options& o) {
-  double real = 0;
-  std::string error;
+// Applies one flag that takes a value (one of valued_flags).
+Expected<void> apply_valued_flag(std::string_view flag, std::string_view v, Options& o) {
   if (flag == "--targets") {
-    return parse_addresses(flag, v, o.targets);
+    BOOST_OUTCOME_TRY(o.targets, parse_addresses(flag, v));
   } else if (flag == "--http") {
     o.http_given = true;
-    return parse_addresses(flag, v, o.http);
+    BOOST_OUTCOME_TRY(o.http, parse_addresses(flag, v));
   } else if (flag == "--clients") {
-    return parse_whole<std::size_t>(flag, v, 1, clients_max, o.clients);
+    BOOST_OUTCOME_TRY(o.clients, parse_whole<std::size_t>(flag, v, 1, clients_max));
   } else if (flag == "--requests") {
-    return parse_whole<std::uint64_t>(flag, v, 1, requests_max, o.requests);
+    BOOST_OUTCOME_TRY(o.requests, parse_whole<std::uint64_t>(flag, v, 1, requests_max));
   } else if (flag == "--duration-s") {
-    if (error = parse_real(flag, v, 0.001, duration_s_max, real); error.empty()) o.duration_s = real;
+    BOOST_OUTCOME_TRY(o.duration_s, parse_real(flag, v, 0.001, duration_s_max));
   } else if (flag == "--key-size") {
-    return parse_whole<std::size_t>(flag, v, 1, key_bytes_max, o.key_bytes);
+    BOOST_OUTCOME_TRY(o.key_bytes, parse_whole<std::size_t>(flag, v, 1, key_bytes_max));
   } else if (flag == "--value-size") {
-    return parse_whole<std::size_t>(flag, v, 1, value_bytes_max, o.value_bytes);
+    BOOST_OUTCOME_TRY(o.value_bytes, parse_whole<std::size_t>(flag, v, 1, value_bytes_max));
   } else if (flag == "--keyspace") {
-    return parse_whole<std::uint64_t>(flag, v, 1, keyspace_max, o.keyspace);
+    BOOST_OUTCOME_TRY(o.keyspace, parse_whole<std::uint64_t>(flag, v, 1, keyspace_max));
   } else if (flag == "--read-ratio") {
-    return parse_real(flag, v, 0, 1, o.read_ratio);
+    BOOST_OUTCOME_TRY(o.read_ratio, parse_real(flag, v, 0, 1));
   } else if (flag == "--pipeline") {
-    return parse_whole<std::size_t>(flag, v, 1, pipeline_max, o.pipeline);
+    BOOST_OUTCOME_TRY(o.pipeline, parse_whole<std::size_t>(flag, v, 1, pipeline_max));
   } else if (flag == "--seed") {
-    return parse_whole<std::uint64_t>(flag, v, 0, UINT64_MAX, o.seed);
+    BOOST_OUTCOME_TRY(o.seed, parse_whole<std::uint64_t>(flag, v, 0, UINT64_MAX));
   } else if (flag == "--max-error-ratio") {
-    if (error = parse_real(flag, v, 0, 1, real); error.empty()) o.max_error_ratio = real;
+    BOOST_OUTCOME_TRY(o.max_error_ratio, parse_real(flag, v, 0, 1));
   } else if (flag == "--timeout-ms") {
-    return parse_whole<std::uint64_t>(flag, v, 1, timeout_ms_max, o.timeout_ms);
+    BOOST_OUTCOME_TRY(o.timeout_ms, parse_whole<std::uint64_t>(flag, v, 1, timeout_ms_max));
   }
-  return error;
+  return outcome::success();
 }
 
 std::size_t decimal_digits(std::uint64_t n) {
@@ -222,29 +219,31 @@ std::size_t decimal_digits(std::uint64_t n) {
   return digits;
 }
 
-// Checks that hold between flags. Returns an error message, empty on success.
-std::string check_options(Options& o) {
+// Checks that hold between flags.
+Expected<void> check_options(Options& o) {
   const std::size_t key_bytes_min = key_name_prefix.size() + decimal_digits(o.keyspace - 1);
   if (o.key_bytes < key_bytes_min) {
-    return "--key-size " + std::to_string(o.key_bytes) + " is too short for --keyspace " +
-           std::to_string(o.keyspace) + " (keys need " + std::to_string(key_bytes_min) + " bytes)";
+    return invalid_input("--key-size " + std::to_string(o.key_bytes) + " is too short for --keyspace " +
+                         std::to_string(o.keyspace) + " (keys need " + std::to_string(key_bytes_min) +
+                         " bytes)");
   }
   if (o.verify && o.value_bytes < Verifier::value_bytes_min) {
-    return "--verify needs --value-size of at least " + std::to_string(Verifier::value_bytes_min);
+    return invalid_input("--verify needs --value-size of at least " + std::to_string(Verifier::value_bytes_min));
   }
-  if (o.http_given && !o.route) return "--http is only read with --route";
+  if (o.http_given && !o.route) return invalid_input("--http is only read with --route");
   if (o.route && o.http.size() != o.targets.size()) {
-    return "--route needs one --http address per target (" + std::to_string(o.http.size()) + " for " +
-           std::to_string(o.targets.size()) + " targets)";
+    return invalid_input("--route needs one --http address per target (" + std::to_string(o.http.size()) +
+                         " for " + std::to_string(o.targets.size()) + " targets)");
   }
   if (o.route) o.clients = std::max(o.clients, o.targets.size());
-  return {};
+  return outcome::success();
 }
 
-// The flags on the command line, or an error message. Long options only (-h is found before),
-// no abbreviations: a new flag never changes what an existing command line means.
-std::string read_flags(int argc, char** argv, const po::options_description& options, po::variables_map& vm) {
+// The flags on the command line. Long options only (-h is found before), no abbreviations: a new
+// flag never changes what an existing command line means.
+Expected<po::variables_map> read_flags(int argc, char** argv, const po::options_description& options) {
   namespace style = po::command_line_style;
+  po::variables_map vm;
   try {
     const po::parsed_options parsed =
         po::command_line_parser(argc, argv)
@@ -255,13 +254,29 @@ std::string read_flags(int argc, char** argv, const po::options_description& opt
     for (const po::option& opt : parsed.options) {
       if (opt.position_key < 0 || opt.value.empty()) continue;
       const std::string& word = opt.value.front();
-      return "unknown " + std::string(word.starts_with("-") ? "flag" : "argument") + " '" + word + "'";
+      return invalid_input("unknown " + std::string(word.starts_with("-") ? "flag" : "argument") + " '" + word +
+                           "'");
     }
     po::store(parsed, vm);
   } catch (const po::error& e) {
-    return e.what();
+    return invalid_input(e.what());
   }
-  return {};
+  return vm;
+}
+
+Expected<void> apply_flags(int argc, char** argv, const po::options_description& options, Options& o) {
+  BOOST_OUTCOME_TRY(const po::variables_map vm, read_flags(argc, argv, options));
+  for (const std::string_view flag : valued_flags) {
+    const std::string name(flag.substr(2));
+    if (vm.count(name)) {
+      BOOST_OUTCOME_TRY(apply_valued_flag(flag, vm[name].as<std::string>(), o));
+    }
+  }
+  o.route = vm["route"].as<bool>();
+  o.verify = vm["verify"].as<bool>();
+  o.json = vm["json"].as<bool>();
+  o.quiet = vm["quiet"].as<bool>();
+  return check_options(o);
 }
 
 // Returns nullopt to go on, else the exit code (0 after --help, 2 after a usage error).
@@ -276,22 +291,9 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       return 0;
     }
   }
-  po::variables_map vm;
-  std::string error = read_flags(argc, argv, options, vm);
-  for (const std::string_view flag : valued_flags) {
-    if (!error.empty()) break;
-    const std::string name(flag.substr(2));
-    if (vm.count(name)) error = apply_valued_flag(flag, vm[name].as<std::string>(), o);
-  }
-  if (error.empty()) {
-    o.route = vm["route"].as<bool>();
-    o.verify = vm["verify"].as<bool>();
-    o.json = vm["json"].as<bool>();
-    o.quiet = vm["quiet"].as<bool>();
-    error = check_options(o);
-  }
-  if (error.empty()) return std::nullopt;
-  std::cerr << "kvbench: " << error << " (see kvbench --help)\n";
+  const Expected<void> applied = apply_flags(argc, argv, options, o);
+  if (applied) return std::nullopt;
+  std::cerr << "kvbench: " << applied.error().detail << " (see kvbench --help)\n";
   return 2;
 }
 
