@@ -22,21 +22,23 @@ namespace kv::sim {
 
 // The replica's knobs default to ReplicaConfig's (core/config.h), the one place they are written;
 // a seed draws most of them (scenario.cc).
+inline const ReplicaConfig replica_defaults{};
+
 struct Knobs {
   std::uint32_t nodes = 5;
-  std::uint32_t replicas = ReplicaConfig{}.replicas;
-  std::uint32_t read_quorum = ReplicaConfig{}.read_quorum;
-  std::uint32_t write_quorum = ReplicaConfig{}.write_quorum;
-  bool sloppy_quorum = ReplicaConfig{}.sloppy_quorum;
-  std::uint32_t vnodes_per_node = ReplicaConfig{}.vnodes_per_node;
-  std::uint64_t request_timeout_ms = ReplicaConfig{}.request_timeout_ms;
-  std::uint64_t retry_interval_ms = ReplicaConfig{}.retry_interval_ms;
-  std::uint64_t sloppy_after_ms = ReplicaConfig{}.sloppy_after_ms;
-  std::uint64_t hint_interval_ms = ReplicaConfig{}.hint_interval_ms;
-  std::uint64_t tick_interval_ms = ReplicaConfig{}.tick_interval_ms;
-  std::uint64_t hints_max = ReplicaConfig{}.hints_max;  // small in some seeds: hints get refused
+  std::uint32_t replicas = replica_defaults.replicas;
+  std::uint32_t read_quorum = replica_defaults.read_quorum;
+  std::uint32_t write_quorum = replica_defaults.write_quorum;
+  bool sloppy_quorum = replica_defaults.sloppy_quorum;
+  std::uint32_t vnodes_per_node = replica_defaults.vnodes_per_node;
+  std::uint64_t request_timeout_ms = replica_defaults.request_timeout_ms;
+  std::uint64_t retry_interval_ms = replica_defaults.retry_interval_ms;
+  std::uint64_t sloppy_after_ms = replica_defaults.sloppy_after_ms;
+  std::uint64_t hint_interval_ms = replica_defaults.hint_interval_ms;
+  std::uint64_t tick_interval_ms = replica_defaults.tick_interval_ms;
+  std::uint64_t hints_max = replica_defaults.hints_max;  // small in some seeds: hints get refused
   // Small in some seeds: requests get refused.
-  std::uint64_t requests_in_flight_max = ReplicaConfig{}.requests_in_flight_max;
+  std::uint64_t requests_in_flight_max = replica_defaults.requests_in_flight_max;
 
   // Network (rates in parts per million of messages)
   std::uint32_t drop_ppm = 0;
@@ -75,10 +77,10 @@ struct Knobs {
   std::uint64_t bridge_us_jitter = 2000;  //   plus up to this much
   std::uint32_t bridge_error_ppm = 0;     // a call fails (a write: half of them after applying)
   std::uint64_t bridge_timeout_ms = 1000; // what a driver waits for a service that is down
-  std::uint64_t pg_queue_max = ReplicaConfig{}.pg_queue_max;
-  std::uint64_t legacy_negative_ttl_ms = ReplicaConfig{}.legacy_negative_ttl_ms;
-  std::uint32_t legacy_breaker_failures = ReplicaConfig{}.legacy_breaker_failures;
-  std::uint64_t legacy_breaker_open_ms = ReplicaConfig{}.legacy_breaker_open_ms;
+  std::uint64_t pg_queue_max = replica_defaults.pg_queue_max;
+  std::uint64_t legacy_negative_ttl_ms = replica_defaults.legacy_negative_ttl_ms;
+  std::uint32_t legacy_breaker_failures = replica_defaults.legacy_breaker_failures;
+  std::uint64_t legacy_breaker_open_ms = replica_defaults.legacy_breaker_open_ms;
 };
 
 enum class FaultKind : std::uint8_t {
