@@ -160,7 +160,7 @@ void Coordinator::on_write_ack(NodeId from, const WriteAck& m) {
 void Coordinator::repair_stale(std::uint64_t req, Request& p) {
   if (!p.newest) return;
   for (Target& t : p.targets) {
-    if (!t.answered || t.repaired >= p.newest->version) continue;
+    if (!t.answered || (t.repaired && *t.repaired >= p.newest->version)) continue;
     if (t.record && compare(*t.record, *p.newest) >= 0) continue;
     t.repaired = p.newest->version;
     ++ctx_.stats.read_repairs_sent;

@@ -27,7 +27,9 @@ struct Target {
   NodeId hint_for = 0;  // a fallback: the preference-list node whose hint it keeps
   bool answered = false;  // read, discover: replied to the read; write: acknowledged the write
   std::optional<Record> record;  // read, discover: what it replied
-  Version repaired;              // read: the newest version sent to it as a repair
+  // read: the newest version sent to it as a repair. Optional, because a legacy hydration has
+  // the zero version and must still reach a replica that holds nothing.
+  std::optional<Version> repaired;
 };
 
 struct Request {
