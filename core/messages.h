@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -138,6 +139,9 @@ struct Ready {
   std::vector<ClientReply> replies;
   std::vector<BridgeCall> bridge_calls;
   std::optional<std::uint64_t> next_tick_ms;  // local clock; call on_tick at or after it
+  // Hints this node could not keep (hints_max reached): each key has fewer copies than N until a
+  // read repairs it. For the log; nothing waits on it.
+  std::vector<std::pair<NodeId, std::string>> hints_refused;  // (target, key)
 
   bool has_outputs() const {
     return !persist.empty() || !messages.empty() || !replies.empty() || !bridge_calls.empty();

@@ -30,6 +30,7 @@ bool ReplicaRole::store_hint(NodeId target, const std::string& key, const Record
   const auto& hints = ctx_.state.hints.hints();
   if (hints.size() >= ctx_.config.hints_max && !hints.contains({target, key})) {
     ++ctx_.stats.hints_refused_full;
+    ctx_.ready.hints_refused.emplace_back(target, key);
     return false;
   }
   if (ctx_.state.hints.add(target, key, r)) {
@@ -40,7 +41,13 @@ bool ReplicaRole::store_hint(NodeId target, const std::string& key, const Record
 }
 
 std::string ReplicaRole::check_invariants() const {
-  for (const Store::Entry* e : ctx_.state.store.sorted()) {
+  auto broken = [this](const Store::Entry& e) {
+    return e.first.empty() || e.first.size() > ctx_.config.key_bytes_max ||
+           (e.second.tombstone && !e.second.value.empty()) ||
+           !ctx_.not_after_clock(e.second.version);
+  };
+  if (!ctx_.state.store.any_of(broken)) return {};
+  for (const Store::Entry* e : ctx_.state.store.sorted()) {  // name the first, in key order
     const auto& [key, r] = *e;
     if (key.empty() || key.size() > ctx_.config.key_bytes_max) return "stored key of bad size";
     if (r.tombstone && !r.value.empty()) return "tombstone with a value for " + key;

@@ -31,6 +31,15 @@ class Store {
   std::optional<Record> get(std::string_view key) const;
   // Every record, in key order.
   std::vector<const Entry*> sorted() const;
+  // True if `pred` holds for some record. The visit is in no order, but only a yes or no leaves
+  // it: cheap enough for checks that run after every input, where sorting is not.
+  template <typename Pred>
+  bool any_of(Pred pred) const {
+    for (const Entry& e : records_) {
+      if (pred(e)) return true;
+    }
+    return false;
+  }
   std::size_t size() const { return records_.size(); }
   bool operator==(const Store& other) const { return records_ == other.records_; }
 

@@ -76,7 +76,8 @@ Node::Node(asio::io_context& io, NodeConfig config, std::unique_ptr<Storage> sto
       links_(io, link_options(config_), [this](const Message& m) { on_peer_message(m); }),
       resp_(io, *this, resp_options(config_)),
       http_(io, *this, http_options(config_)),
-      timer_(io) {
+      timer_(io),
+      hints_refused_log_(std::make_shared<LogLimit>(io, "kvnode", "refused hints")) {
   if (!config_.pg.url.empty()) pg_ = make_pg_bridge(io_, config_.pg);
   if (!config_.legacy.url_template.empty()) legacy_ = make_legacy_bridge(io_, config_.legacy);
   storage_->on_fsync = [this](double seconds, std::uint64_t records) {
@@ -137,6 +138,12 @@ void Node::on_timer() {
 void Node::process_ready() {
   Ready ready = replica_.take_ready();
   if (ready.next_tick_ms) arm_timer(*ready.next_tick_ms);
+  for (const auto& refused : ready.hints_refused) {
+    hints_refused_log_->log("a hint for n" + std::to_string(refused.first) +
+                            " was refused (hints_max " +
+                            std::to_string(replica_.config().hints_max) +
+                            " reached): its key has fewer than N copies until it is read");
+  }
   if (!ready.has_outputs()) return;
   const std::uint64_t ticket = storage_->append(ready.persist);
   ready.persist.clear();

@@ -13,6 +13,7 @@
 
 #include "core/replica.h"
 #include "net/http_server.h"
+#include "net/log_limit.h"
 #include "net/node_api.h"
 #include "net/peer_links.h"
 #include "net/resp_server.h"
@@ -67,6 +68,7 @@ class Node final : public NodeApi {
   RespServer resp_;
   HttpServer http_;
   boost::asio::steady_timer timer_;
+  std::shared_ptr<LogLimit> hints_refused_log_;
   std::optional<std::uint64_t> timer_at_ms_;
   std::unordered_map<std::uint64_t, InFlight> in_flight_;
   std::unique_ptr<Bridge> pg_;      // null unless --postgres

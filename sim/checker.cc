@@ -2,10 +2,13 @@
 // and C7 here (C3 also at recovery, in world.cc). C6 (tombstone collection), C8 (expiry) and C9
 // (counters) belong to features the store does not have yet, and are not checked.
 //
-// It knows only what a client could know (operations, their real-time order, what each returned)
-// plus, for C2, the replicas' final records. Properties that rely on quorum intersection (C4, C5)
-// are checked only where the quorums used do intersect, and not at all in sloppy mode, which
-// gives them up for availability.
+// It knows what a client could know (operations, their real-time order, what each returned),
+// what the world saw on the wire for each request (which replicas acknowledged a write and what
+// each answered a read), and the replicas' own state at quiet and at the end. Properties that
+// rely on quorum intersection (C4, C5) are checked where the quorums used must intersect (R+W>N,
+// strict mode) and, in every mode, where they did intersect on the wire. A node that lost its
+// disk breaks intersection for the writes it held: pairs of operations around a disk loss of one
+// of the key's replicas are not held to C4 and C5, and a W=1 write from before it may be lost.
 #include <algorithm>
 #include <map>
 #include <string>
@@ -35,6 +38,39 @@ std::string observed(const Op& get) {
 }
 
 bool is_acked_write(const Op& op) { return op.op != OpType::get && op.outcome == Outcome::ok; }
+
+// A replica of `key` (or, with `node`, that node) lost its disk between `from_us` and `to_us`.
+bool disk_lost_between(const CheckContext& ctx, const std::string& key, std::uint64_t from_us,
+                       std::uint64_t to_us, NodeId node = 0) {
+  for (const DiskLoss& d : ctx.disk_losses) {
+    if (d.at_us < from_us || d.at_us > to_us) continue;
+    // A whole-cluster loss (node 0) keeps every acknowledged write in PostgreSQL (sync mode):
+    // only what one replica held is gone.
+    if (d.node == 0 ? node == 0 : node != 0 && d.node != node) continue;
+    if (node == 0 && ctx.ring) {
+      const auto owners = ctx.ring->preference_list(key, ctx.replicas);
+      if (std::find(owners.begin(), owners.end(), d.node) == owners.end()) continue;
+    }
+    return true;
+  }
+  return false;
+}
+
+// A write that must survive to the end: acknowledged, and not a W=1 write whose one copy a later
+// disk loss may have taken.
+bool must_survive(const Op& w, const CheckContext& ctx) {
+  return is_acked_write(w) &&
+         !(w.quorum == 1 && disk_lost_between(ctx, w.key, w.invoke_us, ~std::uint64_t{0}));
+}
+
+bool responded_by(const Op& get, NodeId node, Version* version = nullptr) {
+  for (const auto& [from, v] : get.responded) {
+    if (from != node) continue;
+    if (version) *version = v;
+    return true;
+  }
+  return false;
+}
 
 // A read that returned a legacy hydration where a newer client write was due broke C7 (hydration
 // never wins) before anything else; name it so.
@@ -86,6 +122,7 @@ void check_quorum_recency(const std::vector<const Op*>& key_ops, const CheckCont
     for (const Op* w : key_ops) {
       if (!is_acked_write(*w) || w->complete_us >= g->invoke_us) continue;
       if (g->quorum + w->quorum <= ctx.replicas) continue;
+      if (disk_lost_between(ctx, g->key, w->invoke_us, g->complete_us)) continue;
       if (observed_version(*g) < w->version) {
         out.push_back({stale_read_property(*g, "C4"), g->key + ": " + describe(*g) + " returned " + observed(*g) +
                                   ", older than the acknowledged " + describe(*w)});
@@ -104,6 +141,7 @@ void check_write_order(const std::vector<const Op*>& key_ops, const CheckContext
     if (!is_acked_write(*a) || a->quorum + majority <= ctx.replicas) continue;
     for (const Op* b : key_ops) {
       if (!is_acked_write(*b) || b->invoke_us <= a->complete_us) continue;
+      if (disk_lost_between(ctx, a->key, a->invoke_us, b->complete_us)) continue;
       if (b->version <= a->version) {
         out.push_back({"C5", a->key + ": " + describe(*b) + " started after " + describe(*a) +
                                   " was acknowledged, yet got an older version"});
@@ -113,13 +151,79 @@ void check_write_order(const std::vector<const Op*>& key_ops, const CheckContext
   }
 }
 
+// C4 where the quorums did intersect on the wire, in every mode (sloppy mode included): a read
+// that started after a write was acknowledged, and heard from a preference-list replica that
+// acknowledged that write, returns it or newer.
+void check_met_quorums(const std::vector<const Op*>& key_ops, const CheckContext& ctx,
+                       std::vector<Violation>& out) {
+  for (const Op* g : key_ops) {
+    if (g->op != OpType::get || g->outcome != Outcome::ok || g->responded.empty()) continue;
+    for (const Op* w : key_ops) {
+      if (!is_acked_write(*w) || w->complete_us >= g->invoke_us) continue;
+      if (observed_version(*g) >= w->version) continue;
+      const auto met = std::find_if(w->acked_by.begin(), w->acked_by.end(), [&](NodeId n) {
+        return responded_by(*g, n) && !disk_lost_between(ctx, g->key, w->invoke_us, g->complete_us, n);
+      });
+      if (met == w->acked_by.end()) continue;
+      out.push_back({stale_read_property(*g, "C4"),
+                     g->key + ": " + describe(*g) + " returned " + observed(*g) +
+                         ", older than the acknowledged " + describe(*w) + ", though n" +
+                         std::to_string(*met) + " acknowledged that write and answered this read"});
+      break;
+    }
+  }
+}
+
+// The coordinator's own promise: a read's reply is at least as new as every answer it received
+// for that read before replying.
+void check_reply_not_older_than_answers(const std::vector<const Op*>& key_ops,
+                                        std::vector<Violation>& out) {
+  for (const Op* g : key_ops) {
+    if (g->op != OpType::get || g->outcome != Outcome::ok) continue;
+    for (const auto& [from, v] : g->responded) {
+      if (observed_version(*g) >= v) continue;
+      out.push_back({"coordinator", g->key + ": " + describe(*g) + " (coordinator n" +
+                                        std::to_string(g->coordinator) + ") returned " +
+                                        observed(*g) + ", but n" + std::to_string(from) +
+                                        " had answered it with version " + v.to_string()});
+      break;
+    }
+  }
+}
+
+// Monotonic reads per client, where its quorums met: a client's read that heard from a replica
+// that had given its previous read of the key that read's answer returns that or newer.
+void check_monotonic_reads(const std::vector<const Op*>& key_ops, const CheckContext& ctx,
+                           std::vector<Violation>& out) {
+  std::map<std::uint32_t, const Op*> last;  // client -> its previous successful read
+  for (const Op* g : key_ops) {
+    if (g->op != OpType::get || g->outcome != Outcome::ok) continue;
+    const Op*& prev = last[g->client];
+    if (prev && observed_version(*g) < observed_version(*prev)) {
+      for (const auto& [from, v] : prev->responded) {
+        if (v != observed_version(*prev) || !responded_by(*g, from) ||
+            disk_lost_between(ctx, g->key, prev->invoke_us, g->complete_us, from)) {
+          continue;
+        }
+        out.push_back({"monotonic-reads",
+                       g->key + ": " + describe(*g) + " returned " + observed(*g) +
+                           ", older than the same client's previous " + describe(*prev) +
+                           " returned, though n" + std::to_string(from) + " answered both"});
+        break;
+      }
+    }
+    prev = g;
+  }
+}
+
 // C1: after quiet, the final read sees the newest acknowledged write or something newer.
-void check_no_lost_write(const std::vector<const Op*>& key_ops, std::vector<Violation>& out) {
+void check_no_lost_write(const std::vector<const Op*>& key_ops, const CheckContext& ctx,
+                         std::vector<Violation>& out) {
   const Op* final_read = nullptr;
   const Op* newest = nullptr;
   for (const Op* op : key_ops) {
     if (op->final_read && op->outcome == Outcome::ok) final_read = op;
-    if (is_acked_write(*op) && (!newest || op->version > newest->version)) newest = op;
+    if (must_survive(*op, ctx) && (!newest || op->version > newest->version)) newest = op;
   }
   if (!newest || !final_read) return;
   if (observed_version(*final_read) < newest->version) {
@@ -153,7 +257,10 @@ std::vector<Violation> check_history(const std::vector<Op>& ops, const CheckCont
   std::map<std::string, std::vector<const Op*>> by_key;
   for (const Op& op : ops) by_key[op.key].push_back(&op);
   for (const auto& [key, key_ops] : by_key) {
-    check_no_lost_write(key_ops, out);
+    check_no_lost_write(key_ops, ctx, out);
+    check_reply_not_older_than_answers(key_ops, out);
+    check_met_quorums(key_ops, ctx, out);
+    check_monotonic_reads(key_ops, ctx, out);
     if (ctx.sloppy) continue;
     check_quorum_recency(key_ops, ctx, out);
     check_write_order(key_ops, ctx, out);
@@ -193,6 +300,61 @@ std::vector<Violation> check_convergence(const std::vector<const Replica*>& repl
                 (r ? r->version.to_string() + (r->tombstone ? "(tombstone)" : "") : "none");
     }
     if (!same) out.push_back({"C2", key + ": replicas disagree after quiet:" + states});
+  }
+  return out;
+}
+
+std::vector<Violation> check_replicas_at_quiet(const std::vector<const Replica*>& replicas,
+                                               const std::vector<Op>& ops, std::uint32_t keys,
+                                               const CheckContext& ctx,
+                                               const std::set<std::string>& exempt) {
+  std::vector<Violation> out;
+  const std::string when = "at quiet, before any final read: ";
+  for (std::size_t i = 0; i < replicas.size(); ++i) {
+    if (!replicas[i]) {
+      out.push_back({"C2", when + "n" + std::to_string(i + 1) + " is down after the cluster healed"});
+      return out;
+    }
+    const auto& hints = replicas[i]->state().hints.hints();
+    if (!hints.empty()) {
+      const auto& [hint_key, record] = *hints.begin();
+      out.push_back({"C2", when + "n" + std::to_string(i + 1) + " still holds " +
+                               std::to_string(hints.size()) + " hint(s), e.g. for n" +
+                               std::to_string(hint_key.first) + " " + hint_key.second +
+                               " version " + record.version.to_string()});
+    }
+  }
+  if (replicas.empty()) return out;
+  std::map<std::string, const Op*> newest;
+  for (const Op& op : ops) {
+    if (!must_survive(op, ctx)) continue;
+    const Op*& n = newest[op.key];
+    if (!n || op.version > n->version) n = &op;
+  }
+  const Ring& ring = replicas[0]->ring();
+  for (std::uint32_t k = 0; k < keys; ++k) {
+    const std::string key = key_name(k);
+    if (exempt.contains(key)) continue;
+    const auto owners = ring.preference_list(key, ctx.replicas);
+    const auto first = replicas[owners[0] - 1]->state().store.get(key);
+    bool same = true;
+    std::string states;
+    NodeId missing = 0;
+    for (NodeId n : owners) {
+      const auto r = replicas[n - 1]->state().store.get(key);
+      same = same && r == first;
+      states += " n" + std::to_string(n) + "=" +
+                (r ? r->version.to_string() + (r->tombstone ? "(tombstone)" : "") : "none");
+      auto it = newest.find(key);
+      if (!missing && it != newest.end() && (!r || r->version < it->second->version)) missing = n;
+    }
+    if (missing) {
+      out.push_back({"C1", when + key + ": n" + std::to_string(missing) +
+                               ", one of its replicas, lacks the acknowledged " +
+                               describe(*newest.at(key)) + ";" + states});
+    } else if (!same) {
+      out.push_back({"C2", when + key + ": replicas disagree:" + states});
+    }
   }
   return out;
 }

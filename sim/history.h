@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,20 @@ struct Op {
   Version version;             // put/del ok: the version the coordinator stamped
   bool final_read = false;     // one of the reads after the cluster went quiet
   std::string error;
+  // What the world saw on the wire before the coordinator decided its reply (messages a node
+  // sends itself are not seen): the preference-list replicas that acknowledged the write, and
+  // every replica's answer to the read.
+  NodeId coordinator = 0;
+  bool decided = false;
+  std::vector<NodeId> acked_by;
+  std::vector<std::pair<NodeId, Version>> responded;
+};
+
+// A node that lost its disk at `at_us` and came back empty at `back_us`; node 0: every node
+// (the whole cluster, in PostgreSQL sync mode).
+struct DiskLoss {
+  NodeId node = 0;
+  std::uint64_t at_us = 0, back_us = 0;
 };
 
 struct CheckContext {
@@ -42,6 +57,8 @@ struct CheckContext {
   std::uint32_t replicas = 3;
   bool sloppy = false;
   std::map<std::string, std::string> legacy;  // what the legacy API holds: key -> value
+  const Ring* ring = nullptr;
+  std::vector<DiskLoss> disk_losses;
 };
 
 // C1, C3, C4, C5 and C7 over a finished history.
@@ -51,6 +68,14 @@ std::vector<Violation> check_history(const std::vector<Op>& ops, const CheckCont
 // node still holds a hint. `replicas` are the live replicas of the run, indexed by node id - 1.
 std::vector<Violation> check_convergence(const std::vector<const Replica*>& replicas,
                                          std::uint32_t keys, const CheckContext& ctx);
+
+// At quiet, before any final read (which would repair what is missing): every replica of a key
+// holds the newest acknowledged write or newer, and they all agree; no hint is left. Keys in
+// `exempt` are skipped (the world says why each may lawfully lack a copy until it is read).
+std::vector<Violation> check_replicas_at_quiet(const std::vector<const Replica*>& replicas,
+                                               const std::vector<Op>& ops, std::uint32_t keys,
+                                               const CheckContext& ctx,
+                                               const std::set<std::string>& exempt);
 
 std::string key_name(std::uint32_t index);
 

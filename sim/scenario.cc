@@ -2,8 +2,11 @@
 //
 // Knobs are randomized per seed (FoundationDB's way): node count, quorums, timers, fault rates
 // and the workload all vary, so a thousand seeds explore a thousand different clusters. The
-// ranges are chosen so that every fault is on in every seed, at a rate that still lets most
-// operations succeed; a cluster that fails everything proves nothing.
+// rates are chosen so that most operations still succeed; a cluster that fails everything
+// proves nothing. On top of that, swarm testing (Groce et al., "Swarm Testing", ISSTA 2012):
+// each seed switches whole fault families off, so that a bug one fault hides behind another
+// (a partition that masks a clock step, a crash that erases a clogged queue) gets seeds where
+// only the fault it needs is on.
 #include <algorithm>
 
 #include "sim/rng.h"
@@ -13,12 +16,39 @@ namespace kv::sim {
 
 namespace {
 
-// The workload's size: about 1,000 client operations over about 20 s of virtual time.
+// The workload's size: about 1,000 client operations over about 20 s of virtual time; a long
+// run (some seeds) is long_run_factor times both.
 constexpr std::uint64_t ops_total_min = 800;
 constexpr std::uint64_t ops_total_max = 1200;
 constexpr std::uint64_t workload_span_ms = 20000;
+constexpr std::uint64_t long_run_factor = 3;
 
-Knobs make_knobs(Rng& rng) {
+// The fault families a seed may switch off, each on in swarm_family_on_ppm of the seeds.
+struct Swarm {
+  bool partitions, crashes, disk_loss, clock_steps, clogging, drops, duplicates, long_tails,
+      slow_fsync, skew, bridge_errors;
+};
+constexpr std::uint32_t swarm_family_on_ppm = 750'000;
+constexpr std::uint32_t disk_loss_on_ppm = 350'000;  // a disk loss weakens C4/C5 (checker.cc)
+
+Swarm make_swarm(Rng& rng) {
+  auto on = [&rng](std::uint32_t ppm = swarm_family_on_ppm) { return rng.chance_ppm(ppm); };
+  Swarm w{};
+  w.partitions = on();
+  w.crashes = on();
+  w.disk_loss = on(disk_loss_on_ppm);
+  w.clock_steps = on();
+  w.clogging = on();
+  w.drops = on();
+  w.duplicates = on();
+  w.long_tails = on();
+  w.slow_fsync = on();
+  w.skew = on();
+  w.bridge_errors = on();
+  return w;
+}
+
+Knobs make_knobs(Rng& rng, const Swarm& w) {
   Knobs k;
   k.nodes = static_cast<std::uint32_t>(rng.between(3, 7));
   k.replicas = (k.nodes >= 5 && rng.chance_ppm(200'000)) ? 5 : 3;
@@ -32,6 +62,7 @@ Knobs make_knobs(Rng& rng) {
   k.tick_interval_ms = rng.between(5, 40);
   if (rng.chance_ppm(300'000)) k.hints_max = rng.between(1, 20);
   if (rng.chance_ppm(200'000)) k.requests_in_flight_max = rng.between(1, 4);
+  if (rng.chance_ppm(200'000)) k.hint_deliveries_per_interval_max = rng.between(1, 8);
 
   k.drop_ppm = static_cast<std::uint32_t>(rng.between(0, 60'000));
   k.duplicate_ppm = static_cast<std::uint32_t>(rng.between(0, 30'000));
@@ -50,9 +81,21 @@ Knobs make_knobs(Rng& rng) {
     k.clock_skew_ms.push_back(rng.between_signed(-5000, 5000));
     k.clock_drift_ppm.push_back(static_cast<std::int32_t>(rng.between_signed(-20'000, 20'000)));
   }
-  k.value_bytes_max = static_cast<std::uint32_t>(rng.between(0, 512));
+  k.value_bytes_max = static_cast<std::uint32_t>(
+      rng.chance_ppm(50'000) ? rng.between(4096, 32 * 1024) : rng.between(0, 512));
+  // A snapshot rewrites the whole state: with big values, every few writes rather than every one.
+  k.snapshot_wal_bytes = std::max<std::uint64_t>(k.snapshot_wal_bytes, 16 * k.value_bytes_max);
   k.quiet_ms = 10000;
   k.client_timeout_ms = k.request_timeout_ms + 2000;
+
+  if (!w.drops) k.drop_ppm = 0;
+  if (!w.duplicates) k.duplicate_ppm = 0;
+  if (!w.long_tails) k.long_tail_ppm = 0;
+  if (!w.slow_fsync) k.fsync_slow_ppm = 0;
+  if (!w.skew) {
+    for (auto& v : k.clock_skew_ms) v = 0;
+    for (auto& v : k.clock_drift_ppm) v = 0;
+  }
   return k;
 }
 
@@ -67,21 +110,21 @@ std::vector<NodeId> random_group(Rng& rng, std::uint32_t nodes, std::uint32_t si
   return all;
 }
 
-std::vector<Fault> make_faults(Rng& rng, const Knobs& k) {
+std::vector<Fault> make_faults(Rng& rng, const Knobs& k, const Swarm& w, std::uint64_t span_ms) {
   std::vector<Fault> faults;
-  const std::uint64_t partitions = rng.between(1, 8);
+  const std::uint64_t partitions = w.partitions ? rng.between(1, 8) : 0;
   for (std::uint64_t i = 0; i < partitions; ++i) {
     Fault f;
-    f.at_ms = rng.below(workload_span_ms);
+    f.at_ms = rng.below(span_ms);
     f.kind = rng.chance_ppm(300'000) ? FaultKind::partition_one_way : FaultKind::partition;
     f.group = random_group(rng, k.nodes, static_cast<std::uint32_t>(rng.between(1, k.nodes / 2)));
     f.duration_ms = rng.between(200, 5000);
     faults.push_back(f);
   }
-  const std::uint64_t crashes = rng.between(2, 12);
+  const std::uint64_t crashes = w.crashes ? rng.between(2, 12) : 0;
   for (std::uint64_t i = 0; i < crashes; ++i) {
     Fault f;
-    f.at_ms = rng.below(workload_span_ms);
+    f.at_ms = rng.below(span_ms);
     f.kind = FaultKind::crash;
     // Mostly one process; sometimes a power loss that takes several nodes down together, the
     // case where unsynced writes vanish from every replica at once.
@@ -94,6 +137,34 @@ std::vector<Fault> make_faults(Rng& rng, const Knobs& k) {
     f.after_ack = rng.chance_ppm(400'000);
     faults.push_back(f);
   }
+  if (w.disk_loss) {
+    Fault f;
+    f.at_ms = rng.below(span_ms);
+    f.kind = FaultKind::disk_loss;
+    f.group = random_group(rng, k.nodes, 1);
+    f.duration_ms = rng.between(50, 5000);
+    faults.push_back(f);
+  }
+  for (std::uint64_t i = w.clock_steps ? rng.between(1, 4) : 0; i > 0; --i) {
+    Fault f;
+    f.at_ms = rng.below(span_ms);
+    f.kind = FaultKind::clock_step;
+    f.group = random_group(rng, k.nodes, 1);
+    f.step_ms = rng.between_signed(-8000, 8000);
+    faults.push_back(f);
+  }
+  for (std::uint64_t i = w.clogging ? rng.between(1, 3) : 0; i > 0; --i) {
+    Fault f;
+    f.at_ms = rng.below(span_ms);
+    f.kind = FaultKind::clog;
+    // Unclogged in the group's order, which random_group sorted: shuffle it back.
+    f.group = random_group(rng, k.nodes, static_cast<std::uint32_t>(rng.between(1, k.nodes - 1)));
+    for (std::size_t j = 0; j + 1 < f.group.size(); ++j) {
+      std::swap(f.group[j], f.group[j + rng.below(f.group.size() - j)]);
+    }
+    f.duration_ms = rng.between(500, 6000);
+    faults.push_back(f);
+  }
   std::stable_sort(faults.begin(), faults.end(),
                    [](const Fault& a, const Fault& b) { return a.at_ms < b.at_ms; });
   return faults;
@@ -101,7 +172,7 @@ std::vector<Fault> make_faults(Rng& rng, const Knobs& k) {
 
 // Bridges come from their own streams, so that the rest of a seed's scenario is what it was
 // before they existed.
-void make_bridges(Rng& rng, Knobs& k, std::uint32_t keys) {
+void make_bridges(Rng& rng, Knobs& k, std::uint32_t keys, const Swarm& w) {
   const std::uint64_t roll = rng.below(10);
   k.pg_mode = roll < 4 ? 0 : roll < 8 ? 1 : 2;
   k.legacy = rng.chance_ppm(400'000);
@@ -113,6 +184,7 @@ void make_bridges(Rng& rng, Knobs& k, std::uint32_t keys) {
   k.bridge_us_min = rng.between(100, 3000);
   k.bridge_us_jitter = rng.between(0, 20'000);
   k.bridge_error_ppm = static_cast<std::uint32_t>(rng.between(0, 50'000));
+  if (!w.bridge_errors) k.bridge_error_ppm = 0;
   k.bridge_timeout_ms = rng.between(200, 2000);
   if (rng.chance_ppm(200'000)) k.pg_queue_max = rng.between(1, 4);
   k.legacy_negative_ttl_ms = rng.between(0, 5000);
@@ -120,11 +192,12 @@ void make_bridges(Rng& rng, Knobs& k, std::uint32_t keys) {
   k.legacy_breaker_open_ms = rng.between(100, 3000);
 }
 
-void make_bridge_faults(Rng& rng, const Knobs& k, std::vector<Fault>& faults) {
+void make_bridge_faults(Rng& rng, const Knobs& k, std::vector<Fault>& faults,
+                        std::uint64_t span_ms) {
   auto outages = [&](FaultKind kind) {
     for (std::uint64_t i = rng.below(4); i > 0; --i) {
       Fault f;
-      f.at_ms = rng.below(workload_span_ms);
+      f.at_ms = rng.below(span_ms);
       f.kind = kind;
       f.duration_ms = rng.between(200, 5000);
       faults.push_back(f);
@@ -134,7 +207,7 @@ void make_bridge_faults(Rng& rng, const Knobs& k, std::vector<Fault>& faults) {
   if (k.legacy) outages(FaultKind::legacy_outage);
   if (k.pg_mode == 1 && rng.chance_ppm(300'000)) {
     Fault f;
-    f.at_ms = rng.below(workload_span_ms);
+    f.at_ms = rng.below(span_ms);
     f.kind = FaultKind::wipe;
     f.duration_ms = rng.between(50, 2000);
     faults.push_back(f);
@@ -166,27 +239,52 @@ Scenario make_scenario(std::uint64_t seed) {
   Rng knob_rng = root.child("knobs");
   Rng fault_rng = root.child("faults");
   Rng work_rng = root.child("workload");
+  Rng swarm_rng = root.child("swarm");
+  Rng shape_rng = root.child("shape");
+  const Swarm swarm = make_swarm(swarm_rng);
+
+  // The workload's shape: some seeds run long, some spread over many keys (hints pile up, hint
+  // delivery takes many rounds); every seed has cold keys, each written once and never again, so
+  // that a write lost mid-run is not hidden by a later write of the same key.
+  const bool long_run = shape_rng.chance_ppm(100'000);
+  const std::uint64_t span_ms = workload_span_ms * (long_run ? long_run_factor : 1);
+  const std::uint64_t ops_factor = long_run ? long_run_factor : 1;
+  const bool many_keys = shape_rng.chance_ppm(150'000);
+  const auto cold_keys = static_cast<std::uint32_t>(shape_rng.between(4, 16));
 
   Scenario s;
   s.seed = seed;
-  s.knobs = make_knobs(knob_rng);
-  s.keys = static_cast<std::uint32_t>(work_rng.between(2, 12));
-  s.faults = make_faults(fault_rng, s.knobs);
+  s.knobs = make_knobs(knob_rng, swarm);
+  const auto hot_keys = static_cast<std::uint32_t>(work_rng.between(2, 12));
+  const std::uint32_t hot = many_keys ? static_cast<std::uint32_t>(shape_rng.between(20, 200))
+                                      : hot_keys;
+  s.keys = hot + cold_keys;
+  s.faults = make_faults(fault_rng, s.knobs, swarm, span_ms);
   Rng bridge_rng = root.child("bridges");
-  make_bridges(bridge_rng, s.knobs, s.keys);
+  make_bridges(bridge_rng, s.knobs, hot, swarm);
   Rng bridge_fault_rng = root.child("bridge-faults");
-  make_bridge_faults(bridge_fault_rng, s.knobs, s.faults);
+  make_bridge_faults(bridge_fault_rng, s.knobs, s.faults, span_ms);
 
   const std::uint64_t clients = work_rng.between(3, 8);
-  const std::uint64_t ops_total = work_rng.between(ops_total_min, ops_total_max);
+  const std::uint64_t ops_total = work_rng.between(ops_total_min, ops_total_max) * ops_factor;
   const std::uint64_t ops_per_client = ops_total / clients;
   const auto mix_get_ppm = static_cast<std::uint32_t>(work_rng.between(200'000, 600'000));
   const auto mix_del_ppm = static_cast<std::uint32_t>(work_rng.between(50'000, 200'000));
-  const std::uint64_t think_ms_max = 2 * workload_span_ms / ops_per_client;
+  const std::uint64_t think_ms_max = 2 * span_ms / ops_per_client;
   s.clients.resize(clients);
   for (auto& ops : s.clients) {
     for (std::uint64_t i = 0; i < ops_per_client; ++i) {
-      ops.push_back(make_op(work_rng, s.knobs, s.keys, mix_get_ppm, mix_del_ppm, think_ms_max));
+      ops.push_back(make_op(work_rng, s.knobs, hot, mix_get_ppm, mix_del_ppm, think_ms_max));
+    }
+  }
+  // Each cold key: one put at a random place in a random client's list, and up to two reads.
+  for (std::uint32_t c = 0; c < cold_keys; ++c) {
+    for (std::uint64_t n = shape_rng.between(1, 3); n > 0; --n) {
+      ClientOp op = make_op(shape_rng, s.knobs, 1, 0, 0, think_ms_max);
+      if (n > 1) op.op = OpType::get;
+      op.key = hot + c;
+      auto& ops = s.clients[shape_rng.below(clients)];
+      ops.insert(ops.begin() + static_cast<std::ptrdiff_t>(shape_rng.below(ops.size() + 1)), op);
     }
   }
   return s;

@@ -7,7 +7,7 @@
 //   knob nodes 5                                  (every Knobs field, once each)
 //   knob clock_skew_ms 120,-40,0,3,5              (one value per node)
 //   keys 8
-//   fault at_ms=1200 kind=partition group=1,3 duration_ms=800 torn_mode=0 after_ack=0
+//   fault at_ms=1200 kind=partition group=1,3 duration_ms=800 torn_mode=0 after_ack=0 step_ms=0
 //   client 0
 //   op get key=3 r=0 w=0 coordinator=2 think_ms=40
 //   end
@@ -78,6 +78,8 @@ constexpr std::array knob_specs{
     KnobSpec{"tick_interval_ms", &Knobs::tick_interval_ms, 1, time_ms_max},
     KnobSpec{"hints_max", &Knobs::hints_max, 1, 1u << 30},
     KnobSpec{"requests_in_flight_max", &Knobs::requests_in_flight_max, 1, 1u << 30},
+    KnobSpec{"hint_deliveries_per_interval_max", &Knobs::hint_deliveries_per_interval_max, 1,
+             1u << 30},
     KnobSpec{"drop_ppm", &Knobs::drop_ppm, 0, ppm_one},
     KnobSpec{"duplicate_ppm", &Knobs::duplicate_ppm, 0, ppm_one},
     KnobSpec{"latency_us_min", &Knobs::latency_us_min, 0, time_us_max},
@@ -125,7 +127,7 @@ constexpr std::size_t field_count() {
   }
 }
 static_assert(field_count<Knobs>() == knob_specs.size() + 2, "a knob is missing from knob_specs");
-static_assert(field_count<Fault>() == 6, "Fault changed: update the fault line");
+static_assert(field_count<Fault>() == 7, "Fault changed: update the fault line");
 static_assert(field_count<ClientOp>() == 6, "ClientOp changed: update the op line");
 static_assert(field_count<Scenario>() == 5, "Scenario changed: update the text form");
 
@@ -154,13 +156,17 @@ std::string_view fault_kind_name(FaultKind kind) {
     case FaultKind::pg_outage: return "pg_outage";
     case FaultKind::legacy_outage: return "legacy_outage";
     case FaultKind::wipe: return "wipe";
+    case FaultKind::disk_loss: return "disk_loss";
+    case FaultKind::clock_step: return "clock_step";
+    case FaultKind::clog: return "clog";
   }
   return "?";
 }
 
 std::optional<FaultKind> fault_kind_from(std::string_view name) {
   for (FaultKind k : {FaultKind::partition, FaultKind::partition_one_way, FaultKind::crash,
-                      FaultKind::pg_outage, FaultKind::legacy_outage, FaultKind::wipe}) {
+                      FaultKind::pg_outage, FaultKind::legacy_outage, FaultKind::wipe,
+                      FaultKind::disk_loss, FaultKind::clock_step, FaultKind::clog}) {
     if (fault_kind_name(k) == name) return k;
   }
   return std::nullopt;
@@ -205,7 +211,8 @@ std::string scenario_to_text(const Scenario& s) {
                       std::string(fault_kind_name(f.kind)) + " group=" + join(f.group) +
                       " duration_ms=" + std::to_string(f.duration_ms) +
                       " torn_mode=" + std::to_string(f.torn_mode) +
-                      " after_ack=" + (f.after_ack ? "1" : "0"));
+                      " after_ack=" + (f.after_ack ? "1" : "0") +
+                      " step_ms=" + std::to_string(f.step_ms));
   }
   for (std::size_t c = 0; c < s.clients.size(); ++c) {
     line("client", std::to_string(c));
@@ -530,7 +537,8 @@ std::string Parser::fault(const std::vector<std::string_view>& w) {
   if (stage_ == Stage::clients) return "fault lines must come before the first client line";
   Fields f;
   if (std::string e =
-          f.load(w, 1, {"at_ms", "kind", "group", "duration_ms", "torn_mode", "after_ack"});
+          f.load(w, 1, {"at_ms", "kind", "group", "duration_ms", "torn_mode", "after_ack",
+                        "step_ms"});
       !e.empty()) {
     return "fault: " + e;
   }
@@ -539,12 +547,17 @@ std::string Parser::fault(const std::vector<std::string_view>& w) {
   if (e.empty()) e = f.number("duration_ms", fault.duration_ms, 0, time_ms_max);
   if (e.empty()) e = f.number("torn_mode", fault.torn_mode, 0, torn_mode_max);
   if (e.empty()) e = f.number("after_ack", fault.after_ack, 0, 1);
+  if (e.empty() && (!parse_int(f.get("step_ms"), fault.step_ms) ||
+                    fault.step_ms < -clock_skew_ms_limit || fault.step_ms > clock_skew_ms_limit)) {
+    e = "step_ms: '" + str(f.get("step_ms")) + "' is not an integer in [" +
+        std::to_string(-clock_skew_ms_limit) + ", " + std::to_string(clock_skew_ms_limit) + "]";
+  }
   if (!e.empty()) return "fault: " + e;
   const auto kind = fault_kind_from(f.get("kind"));
   if (!kind) {
     return "fault: kind: '" + str(f.get("kind")) +
            "' is not one of partition, partition_one_way, crash, pg_outage, legacy_outage, "
-           "wipe";
+           "wipe, disk_loss, clock_step, clog";
   }
   fault.kind = *kind;
   for (std::string_view item : split(f.get("group"), ',')) {

@@ -39,6 +39,8 @@ struct Knobs {
   std::uint64_t hints_max = replica_defaults.hints_max;  // small in some seeds: hints get refused
   // Small in some seeds: requests get refused.
   std::uint64_t requests_in_flight_max = replica_defaults.requests_in_flight_max;
+  // Small in some seeds: hint delivery needs many rounds, and its fairness shows.
+  std::uint64_t hint_deliveries_per_interval_max = replica_defaults.hint_deliveries_per_interval_max;
 
   // Network (rates in parts per million of messages)
   std::uint32_t drop_ppm = 0;
@@ -92,6 +94,13 @@ enum class FaultKind : std::uint8_t {
   legacy_outage,     // the legacy API is down for `duration_ms`
   wipe,              // the whole cluster is lost: every node crashes and loses its disk, and
                      // restarts empty `duration_ms` later (only with PostgreSQL in sync mode)
+  disk_loss,         // the node of `group` crashes, its disk is replaced, and it restarts empty
+                     // `duration_ms` later (at most one per seed: two could lose a W=2 write)
+  clock_step,        // the clock of the node of `group` jumps by `step_ms` (either way), as an
+                     // NTP step or an operator's date command would make it
+  clog,              // every link to and from the nodes of `group` is clogged: messages are held,
+                     // not lost; the nodes unclog one by one in `group` order over `duration_ms`
+                     // (FoundationDB's swizzle-clogging)
 };
 
 struct Fault {
@@ -104,6 +113,7 @@ struct Fault {
                                 // 3 all its length with some 512-byte sectors never written
   bool after_ack = false;       // crash: strike just after the node's next write acknowledgement
                                 // leaves, the moment an early acknowledgement would be exposed
+  std::int64_t step_ms = 0;     // clock_step: how far the clock jumps (negative: backwards)
 };
 
 struct ClientOp {
@@ -118,7 +128,7 @@ struct ClientOp {
 struct Scenario {
   std::uint64_t seed = 0;
   Knobs knobs;
-  std::uint32_t keys = 8;
+  std::uint32_t keys = 8;                      // hot keys first, then cold ones (written once)
   std::vector<Fault> faults;                   // ordered by at_ms
   std::vector<std::vector<ClientOp>> clients;  // each client runs its list in order
 };

@@ -19,7 +19,7 @@ std::string make_value(std::uint32_t client, std::uint64_t n, std::uint32_t byte
   const std::uint64_t length = hash64(v) % (std::uint64_t{bytes_max} + 1);
   if (length > v.size()) {
     v += ':';
-    while (v.size() < length) v += static_cast<char>('a' + v.size() % 26);
+    for (std::size_t i = v.size(); i < length; ++i) v.push_back(static_cast<char>('a' + i % 26));
   }
   return v;
 }
@@ -46,6 +46,7 @@ void World::issue(std::uint32_t c, const ClientOp& op, bool final_read, std::uin
                                   : (op.w ? op.w : sc_.knobs.write_quorum);
   h.invoke_us = now_us_;
   h.final_read = final_read;
+  h.coordinator = op.coordinator;
   const std::size_t index = history_.size();
   history_.push_back(h);
   client.current = index;
@@ -62,7 +63,9 @@ void World::issue(std::uint32_t c, const ClientOp& op, bool final_read, std::uin
   }
   schedule(now_us_ + sc_.knobs.client_timeout_ms * 1000, Ev::client_timeout, 0, index);
   n.replica->on_client(ClientRequest{h.id, h.op, h.key, h.value, op.r, op.w}, local_ms(n.id));
+  issuing_ = index;
   after_input(n);
+  issuing_.reset();
 }
 
 void World::on_reply(const ClientReply& reply) {
@@ -77,7 +80,12 @@ void World::on_reply(const ClientReply& reply) {
   if (history_[index].outcome != Outcome::pending) return;
   if (!reply.error) return complete(index, Outcome::ok, &reply);
   history_[index].error = reply.error.message() + ": " + reply.detail;
-  const bool maybe_applied = history_[index].op != OpType::get && reply.error == Errc::timeout;
+  // A write refused before anything was sent says so ("nothing written: ...", or a refusal at the
+  // door); any other failed write may have reached replicas (a PostgreSQL write that failed after
+  // the replicas applied it, a timeout).
+  const bool refused = reply.error == Errc::invalid_argument || reply.error == Errc::overloaded ||
+                       reply.detail.starts_with("nothing written");
+  const bool maybe_applied = history_[index].op != OpType::get && !refused;
   complete(index, maybe_applied ? Outcome::unknown : Outcome::failed, &reply);
 }
 
@@ -139,16 +147,94 @@ void World::maybe_heal() {
   }
 }
 
-// The fault phase is over: links are restored, crashed nodes restart, the network stops losing
-// and duplicating. Clocks stay skewed. The cluster then has quiet_ms to deliver its hints.
+// The fault phase is over: links are restored and unclogged, crashed nodes restart, the network
+// stops losing and duplicating. Clocks stay skewed (and stepped). The cluster must now fall
+// quiet by itself, within a bound (liveness, in the manner of TigerBeetle's VOPR).
 void World::heal() {
   faults_active_ = false;
   blocked_.clear();
   pg_down_ = legacy_down_ = 0;
   for (Node& n : nodes_) {
+    n.clogged_until_us = 0;
     if (!n.up) boot(n);
   }
-  schedule(now_us_ + sc_.knobs.quiet_ms * 1000, Ev::final_reads, 0, 0);
+  healed_at_us_ = now_us_;
+  schedule(now_us_ + quiet_poll_ms * 1000, Ev::quiet_poll, 0);
+}
+
+// Quiet: every node up, no hint held, no request in flight, no write-behind queued, no bridge
+// call or peer message on its way.
+std::string World::still_busy() const {
+  std::size_t hints = 0, requests = 0, queued = 0;
+  for (const Node& n : nodes_) {
+    if (!n.up) return "n" + std::to_string(n.id) + " is down";
+    hints += n.replica->state().hints.size();
+    requests += n.replica->requests_in_flight();
+    queued += n.replica->pg_queue_size();
+  }
+  if (hints + requests + queued + bridge_in_flight_.size() + in_flight_.size() == 0) return {};
+  return std::to_string(hints) + " hint(s) held, " + std::to_string(requests) +
+         " request(s) in flight, " + std::to_string(queued) + " key(s) queued for PostgreSQL, " +
+         std::to_string(bridge_in_flight_.size()) + " bridge call(s) and " +
+         std::to_string(in_flight_.size()) + " message(s) under way";
+}
+
+void World::poll_quiet() {
+  const std::string busy = still_busy();
+  const Knobs& k = sc_.knobs;
+  const std::uint64_t rounds = sc_.keys * k.nodes / k.hint_deliveries_per_interval_max + 1;
+  const std::uint64_t bound_ms = k.quiet_ms * liveness_quiet_factor + k.hint_interval_ms * rounds;
+  if (!busy.empty() && now_us_ < healed_at_us_ + bound_ms * 1000) {
+    schedule(now_us_ + quiet_poll_ms * 1000, Ev::quiet_poll, 0);
+    return;
+  }
+  if (!busy.empty()) {
+    violation("liveness", "the cluster was not quiet " + std::to_string(bound_ms) +
+                              " ms after the faults healed: " + busy);
+  }
+  trace(Event{now_us_, 0, Ev::quiet_poll, 0, 0, 0},
+        "quiet after " + std::to_string((now_us_ - healed_at_us_) / 1000) + "ms");
+  check_at_quiet();
+  schedule(now_us_, Ev::final_reads, 0, 0);
+}
+
+// The checks on the replicas' own state, before any final read repairs what is missing. A key is
+// exempt only where the store lawfully keeps fewer than N copies until it is read: a node lost
+// its disk (no anti-entropy yet), or a coordinator crashed while a write of the key was in
+// flight (its retries and the hints it would leave at the deadline live in memory).
+void World::check_at_quiet() {
+  const Knobs& k = sc_.knobs;
+  for (const DiskLoss& d : disk_losses_) {
+    for (std::uint32_t i = 0; i < sc_.keys; ++i) {
+      const std::string key = key_name(i);
+      const auto owners = ring_.preference_list(key, k.replicas);
+      if (std::find(owners.begin(), owners.end(), d.node) != owners.end() &&
+          raw_exempt_.insert(key).second) {
+        raw_exempt_why_[key] = "n" + std::to_string(d.node) + ", one of its replicas, lost its disk";
+      }
+    }
+  }
+  for (const Op& op : history_) {
+    if (op.op == OpType::get || op.outcome == Outcome::failed) continue;
+    // The request's deadline is on the coordinator's clock: drift stretches it a little, a
+    // backward step by the step.
+    const Node& c = node(op.coordinator);
+    const std::uint64_t window_us =
+        (k.request_timeout_ms * 105 / 100 + c.clock_stepped_back_ms) * 1000 + 50'000;
+    for (std::uint64_t t : c.crashed_at_us) {
+      if (t >= op.invoke_us && t <= op.invoke_us + window_us && raw_exempt_.insert(op.key).second) {
+        raw_exempt_why_[op.key] = "n" + std::to_string(op.coordinator) +
+                                  " crashed while coordinating a write of it";
+      }
+    }
+  }
+  probe("quiet_check_key_exempt", raw_exempt_.size());
+  CheckContext ctx{sc_.seed, k.replicas, k.sloppy_quorum, {}, &ring_, disk_losses_};
+  std::vector<const Replica*> replicas;
+  for (const Node& n : nodes_) replicas.push_back(n.up ? &*n.replica : nullptr);
+  for (Violation& v : check_replicas_at_quiet(replicas, history_, sc_.keys, ctx, raw_exempt_)) {
+    result_.violations.push_back(std::move(v));
+  }
 }
 
 // One final client reads every key with R = N (which also repairs every replica of it), one key
@@ -175,7 +261,7 @@ void World::next_final_read() {
 }
 
 void World::final_check() {
-  CheckContext ctx{sc_.seed, sc_.knobs.replicas, sc_.knobs.sloppy_quorum, {}};
+  CheckContext ctx{sc_.seed, sc_.knobs.replicas, sc_.knobs.sloppy_quorum, {}, &ring_, disk_losses_};
   for (std::uint32_t k = 0; k < sc_.keys; ++k) {
     if (auto v = legacy_value(key_name(k))) ctx.legacy[key_name(k)] = *v;
   }
@@ -205,16 +291,34 @@ void World::check_in_postgres(const Op& write) {
                            ")");
 }
 
-// Async mode: after quiet the write-behind queues are empty.
+// After quiet the write-behind queues are empty, and PostgreSQL, read back, holds every key's
+// newest acknowledged write or newer. In async mode a write whose coordinator crashed before
+// handing it over is exempt: the queue is in memory (probe pg_async_lost_in_crash counts them).
 void World::check_bridges() {
-  if (sc_.knobs.pg_mode == 2) {
-    for (const Node& n : nodes_) {
-      if (n.up && n.replica->pg_queue_size() > 0) {
-        violation("pg-async", "n" + std::to_string(n.id) + " still queues " +
-                                  std::to_string(n.replica->pg_queue_size()) +
-                                  " key(s) for PostgreSQL after quiet");
-      }
+  if (sc_.knobs.pg_mode == 0) return;
+  const std::string property = sc_.knobs.pg_mode == 1 ? "pg-sync" : "pg-async";
+  for (const Node& n : nodes_) {
+    if (n.up && n.replica->pg_queue_size() > 0) {
+      violation(property, "n" + std::to_string(n.id) + " still queues " +
+                              std::to_string(n.replica->pg_queue_size()) +
+                              " key(s) for PostgreSQL after quiet");
     }
+  }
+  std::map<std::string, const Op*> newest;
+  for (std::size_t i = 0; i < history_.size(); ++i) {
+    const Op& op = history_[i];
+    if (op.op == OpType::get || op.outcome != Outcome::ok || pg_exempt_.contains(i)) continue;
+    const Op*& n = newest[op.key];
+    if (!n || op.version > n->version) n = &op;
+  }
+  for (const auto& [key, op] : newest) {
+    auto row = pg_table_.find(key);
+    if (row != pg_table_.end() && row->second.version >= op->version) continue;
+    violation(property, key + ": PostgreSQL, read back after quiet, holds " +
+                            (row == pg_table_.end() ? std::string("no row")
+                                                    : "version " + row->second.version.to_string()) +
+                            ", older than the acknowledged write at version " +
+                            op->version.to_string() + " by client " + std::to_string(op->client));
   }
 }
 

@@ -24,7 +24,7 @@ std::uint64_t mix(std::uint64_t h, std::uint64_t v) {
 const char* event_name(int kind) {
   static const char* names[] = {"deliver", "tick", "fsync", "client", "client-timeout",
                                 "fault", "fault-end", "restart", "heal", "final-reads",
-                                "final-check", "bridge"};
+                                "final-check", "bridge", "quiet-poll"};
   return names[kind];
 }
 
@@ -71,10 +71,12 @@ namespace {
 const std::vector<std::string_view>& probe_names() {
   static const std::vector<std::string_view> names = [] {
     std::vector<std::string_view> all = {
-        "bridge_error", "bridge_reply_lost", "client_timeout", "cluster_wipe", "crash",
-        "crash_after_ack", "crash_lost_unsynced", "crash_torn_garbage", "fsync_slow",
-        "legacy_outage", "message_dropped", "message_duplicated", "message_long_tail",
-        "message_partitioned", "partition", "partition_one_way", "pg_outage", "power_loss",
+        "bridge_error", "bridge_reply_lost", "client_timeout", "clock_step_backward",
+        "clock_step_forward", "clog", "cluster_wipe", "crash", "crash_after_ack",
+        "crash_lost_unsynced", "crash_torn_garbage", "disk_loss", "fsync_slow",
+        "legacy_outage", "message_clogged", "message_dropped", "message_duplicated",
+        "message_long_tail", "message_partitioned", "partition", "partition_one_way",
+        "pg_async_lost_in_crash", "pg_outage", "power_loss", "quiet_check_key_exempt",
         "recovered_from_snapshot", "snapshot_taken", "wal_corrupt_tail_cut", "wal_torn_tail_cut",
     };
     for (const StatField& f : replica_stat_fields) all.push_back(f.name);
@@ -97,11 +99,15 @@ World::World(const Scenario& scenario, const RunOptions& options)
       net_rng_(Rng(scenario.seed).child("network")),
       disk_rng_(Rng(scenario.seed).child("disk")),
       crash_rng_(Rng(scenario.seed).child("crash")),
-      bridge_rng_(Rng(scenario.seed).child("bridge")) {
+      bridge_rng_(Rng(scenario.seed).child("bridge")),
+      ring_(scenario.knobs.vnodes_per_node) {
   const Knobs& k = sc_.knobs;
   assert(k.nodes >= 1 && k.clock_skew_ms.size() == k.nodes && k.clock_drift_ppm.size() == k.nodes);
   nodes_.resize(k.nodes);
-  for (NodeId id = 1; id <= k.nodes; ++id) node(id).id = id;
+  for (NodeId id = 1; id <= k.nodes; ++id) {
+    node(id).id = id;
+    ring_.add_node(id);
+  }
   clients_.resize(sc_.clients.size());
   result_.seed = sc_.seed;
   for (std::string_view name : probe_names()) result_.probes.emplace(name, 0);
@@ -164,7 +170,8 @@ std::uint64_t World::local_ms(NodeId id) const {
   const auto t = static_cast<std::int64_t>(now_us_);
   const std::int64_t drifted = t + t * sc_.knobs.clock_drift_ppm[i] / static_cast<std::int64_t>(ppm_one);
   return static_cast<std::uint64_t>(static_cast<std::int64_t>(clock_base_ms) +
-                                    sc_.knobs.clock_skew_ms[i] + drifted / 1000);
+                                    sc_.knobs.clock_skew_ms[i] + nodes_[i].clock_stepped_ms +
+                                    drifted / 1000);
 }
 
 void World::step(const Event& e) {
@@ -194,6 +201,36 @@ void World::step(const Event& e) {
       if (f.kind == FaultKind::wipe) {
         trace(e, "the whole cluster loses its disks");
         return wipe_cluster(f);
+      }
+      if (f.kind == FaultKind::disk_loss) {
+        for (NodeId id : f.group) {
+          if (!node(id).up) continue;
+          trace(e, "n" + std::to_string(id) + " loses its disk");
+          lose_disk(node(id), f);
+        }
+        return;
+      }
+      if (f.kind == FaultKind::clock_step) {
+        for (NodeId id : f.group) {
+          node(id).clock_stepped_ms += f.step_ms;
+          if (f.step_ms < 0) node(id).clock_stepped_back_ms += static_cast<std::uint64_t>(-f.step_ms);
+          trace(e, "n" + std::to_string(id) + " clock steps " + std::to_string(f.step_ms) + "ms");
+          probe(f.step_ms < 0 ? "clock_step_backward" : "clock_step_forward");
+        }
+        return;
+      }
+      if (f.kind == FaultKind::clog) {
+        // Each node unclogs in its turn: the first after duration/size, the last at the end.
+        for (std::size_t i = 0; i < f.group.size(); ++i) {
+          Node& n = node(f.group[i]);
+          const std::uint64_t until =
+              now_us_ + f.duration_ms * 1000 * (i + 1) / f.group.size();
+          n.clogged_until_us = std::max(n.clogged_until_us, until);
+          trace(e, "n" + std::to_string(n.id) + " clogged until " +
+                       std::to_string(until / 1000) + "ms");
+        }
+        probe("clog");
+        return;
       }
       if (f.kind == FaultKind::crash) {
         if (f.group.size() > 1) probe("power_loss");
@@ -229,6 +266,7 @@ void World::step(const Event& e) {
     case Ev::final_reads: trace(e, ""); return next_final_read();
     case Ev::final_check: trace(e, ""); return final_check();
     case Ev::bridge_reply: return on_bridge_reply(e.a);
+    case Ev::quiet_poll: return poll_quiet();
   }
 }
 
@@ -270,6 +308,7 @@ void World::boot(Node& n) {
   cfg.tick_interval_ms = k.tick_interval_ms;
   cfg.hints_max = k.hints_max;
   cfg.requests_in_flight_max = k.requests_in_flight_max;
+  cfg.hint_deliveries_per_interval_max = k.hint_deliveries_per_interval_max;
   cfg.request_id_base = n.incarnation << 40;
   cfg.pg_mode = k.pg_mode == 1 ? PgMode::sync : k.pg_mode == 2 ? PgMode::async : PgMode::off;
   cfg.pg_queue_max = k.pg_queue_max;
@@ -286,6 +325,8 @@ void World::boot(Node& n) {
 // whose header looks whole. Only the checksum can tell.
 void World::crash(Node& n, std::uint32_t torn_mode) {
   probe("crash");
+  n.crashed_at_us.push_back(now_us_);
+  lost_to_crash(n);
   collect_stats(*n.replica);
   n.up = false;
   n.crash_after_ack.reset();
@@ -331,6 +372,21 @@ void World::after_input(Node& n) {
     return;
   }
   Ready ready = n.replica->take_ready();
+  if (issuing_) {  // the request just handed over: its peer messages name its internal id
+    for (const Message& m : ready.messages) {
+      std::visit([&](const auto& b) { by_internal_.emplace(std::pair{n.id, b.req}, *issuing_); },
+                 m.body);
+    }
+    issuing_.reset();
+  }
+  for (const ClientReply& r : ready.replies) {
+    if (auto it = by_request_.find(r.id); it != by_request_.end()) history_[it->second].decided = true;
+  }
+  for (const auto& [target, key] : ready.hints_refused) {
+    if (raw_exempt_.insert(key).second) {
+      raw_exempt_why_[key] = "n" + std::to_string(n.id) + " refused a hint for it (hints_max)";
+    }
+  }
   if (ready.next_tick_ms) {
     const std::uint64_t local = local_ms(n.id);
     const std::uint64_t wait_ms = *ready.next_tick_ms > local ? *ready.next_tick_ms - local : 0;
@@ -404,6 +460,36 @@ void World::maybe_snapshot(Node& n) {
   n.wal.clear();
   n.wal_synced = 0;
   probe("snapshot_taken");
+  check_snapshot(n);
+}
+
+// A snapshot is checked the moment it is written: recovering it alone must give back exactly the
+// state it was taken from, every record and every hint. A restart may come much later, or never.
+void World::check_snapshot(const Node& n) {
+  auto back = recover(std::string_view(*n.snapshot), std::string_view());
+  const DurableState& live = n.replica->state();
+  if (!back) {
+    return violation("snapshot", "n" + std::to_string(n.id) + ": the snapshot just written " +
+                                     "does not recover: " + back.error().message());
+  }
+  if (back.value().state.store == live.store && back.value().state.hints.hints() == live.hints.hints()) {
+    return;
+  }
+  std::string diff;
+  for (const Store::Entry* e : live.store.sorted()) {
+    const auto r = back.value().state.store.get(e->first);
+    if (r != e->second) {
+      diff = e->first + ": live " + e->second.version.to_string() + ", recovered " +
+             (r ? r->version.to_string() + (r->tombstone ? " tombstone" : "") : "nothing");
+      break;
+    }
+  }
+  violation("snapshot", "n" + std::to_string(n.id) + ": recovering the snapshot just written " +
+                            "gives another state (" + std::to_string(live.store.size()) +
+                            " records and " + std::to_string(live.hints.size()) +
+                            " hints live, " + std::to_string(back.value().state.store.size()) +
+                            " and " + std::to_string(back.value().state.hints.size()) +
+                            " recovered)" + (diff.empty() ? "" : "; first difference: " + diff));
 }
 
 void World::on_tick(Node& n, std::uint64_t incarnation, std::uint64_t generation) {
@@ -491,12 +577,55 @@ void World::on_bridge_reply(std::uint64_t id) {
 // PostgreSQL (sync mode) still has the acknowledged writes.
 void World::wipe_cluster(const Fault& f) {
   probe("cluster_wipe");
+  // Only PostgreSQL holds what was written so far; reads bring it back, key by key.
+  for (const Op& op : history_) {
+    if (op.op != OpType::get && raw_exempt_.insert(op.key).second) {
+      raw_exempt_why_[op.key] = "the whole cluster lost its disks after it was written";
+    }
+  }
   for (Node& n : nodes_) {
     if (n.up) crash(n, 0);
     n.wal.clear();
     n.wal_synced = 0;
     n.snapshot.reset();
     schedule(now_us_ + f.duration_ms * 1000, Ev::restart, n.id, n.incarnation);
+  }
+  replica_floor_.clear();
+  disk_losses_.push_back(DiskLoss{0, now_us_, now_us_ + f.duration_ms * 1000});
+}
+
+// One node loses its disk: it crashes and comes back empty. Its keys now live on N-1 replicas
+// until reads repair them (no anti-entropy yet), and whatever hints it held are gone.
+void World::lose_disk(Node& n, const Fault& f) {
+  probe("disk_loss");
+  for (const auto& [hint_key, record] : n.replica->state().hints.hints()) {
+    if (raw_exempt_.insert(hint_key.second).second) {
+      raw_exempt_why_[hint_key.second] = "a hint for it was lost with n" + std::to_string(n.id) + "'s disk";
+    }
+  }
+  crash(n, 0);
+  n.wal.clear();
+  n.wal_synced = 0;
+  n.snapshot.reset();
+  disk_losses_.push_back(DiskLoss{n.id, now_us_, now_us_ + f.duration_ms * 1000});
+  for (auto it = replica_floor_.begin(); it != replica_floor_.end();) {
+    it = it->first.first == n.id ? replica_floor_.erase(it) : std::next(it);
+  }
+  schedule(now_us_ + f.duration_ms * 1000, Ev::restart, n.id, n.incarnation);
+}
+
+// Async mode: the write-behind queue lives in memory, so a coordinator that crashes loses the
+// acknowledged writes it had not yet handed to PostgreSQL (a known gap, counted as a probe).
+void World::lost_to_crash(const Node& n) {
+  if (sc_.knobs.pg_mode != 2) return;
+  for (std::size_t i = 0; i < history_.size(); ++i) {
+    const Op& op = history_[i];
+    if (op.coordinator != n.id || op.op == OpType::get || op.outcome == Outcome::failed) continue;
+    auto row = pg_table_.find(op.key);
+    if (op.outcome == Outcome::ok && row != pg_table_.end() && row->second.version >= op.version) {
+      continue;
+    }
+    if (pg_exempt_.insert(i).second && op.outcome == Outcome::ok) probe("pg_async_lost_in_crash");
   }
 }
 
@@ -505,6 +634,7 @@ void World::wipe_cluster(const Fault& f) {
 
 void World::send(const Message& m) {
   const Knobs& k = sc_.knobs;
+  observe_sent(m);
   if (blocked(m.from, m.to)) {
     probe("message_partitioned");
     return;
@@ -521,9 +651,13 @@ void World::send(const Message& m) {
       us += net_rng_.long_tail(k.long_tail_us_max);
       probe("message_long_tail");
     }
+    // A clogged link holds the message until both ends are unclogged.
+    const std::uint64_t leaves = std::max({now_us_, node(m.from).clogged_until_us,
+                                           node(m.to).clogged_until_us});
+    if (leaves > now_us_) probe("message_clogged");
     const std::uint64_t id = seq_;
     in_flight_.emplace(id, m);
-    schedule(now_us_ + us, Ev::deliver, m.to, id);
+    schedule(leaves + us, Ev::deliver, m.to, id);
   }
 }
 
@@ -539,6 +673,7 @@ void World::on_deliver(std::uint64_t message_id) {
     trace(Event{now_us_, 0, Ev::deliver, 0, 0, 0}, describe(m) + (lost ? " (lost)" : ""));
   }
   if (lost) return;
+  observe_delivered(m);
   n.replica->on_message(m, local_ms(n.id));
   after_input(n);
 }
@@ -579,6 +714,62 @@ void World::check_recovered(const Node& n, const DurableState& state) {
   };
   for (const Store::Entry* e : state.store.sorted()) check(e->first, e->second, "");
   for (const auto& [hint_key, record] : state.hints.hints()) check(hint_key.second, record, "a hint for ");
+}
+
+// Replica-level promise, checked on every answer a node sends: a replica never answers a read
+// with something older than what it already acknowledged or answered for that key (its store
+// only moves forward, except when its disk is lost). Only preference-list replicas store client
+// writes; a stand-in keeps them as hints.
+void World::observe_sent(const Message& m) {
+  const std::string* key = nullptr;
+  Version v;
+  bool answer = false;
+  if (const auto* ack = std::get_if<WriteAck>(&m.body)) {
+    key = &ack->key;
+    v = ack->version;
+  } else if (const auto* resp = std::get_if<ReadResp>(&m.body)) {
+    key = &resp->key;
+    v = resp->record ? resp->record->version : Version{};
+    answer = true;
+  }
+  if (!key) return;
+  const auto owners = ring_.preference_list(*key, sc_.knobs.replicas);
+  if (std::find(owners.begin(), owners.end(), m.from) == owners.end()) return;
+  Version& floor = replica_floor_[{m.from, *key}];
+  if (answer && v < floor) {
+    violation("replica", "n" + std::to_string(m.from) + " answered a read of " + *key + " with " +
+                             (v.is_zero() ? std::string("nothing") : "version " + v.to_string()) +
+                             " after it had acknowledged or answered version " +
+                             floor.to_string());
+  }
+  floor = std::max(floor, v);
+}
+
+// What a coordinator received for a client's request before it decided the reply.
+void World::observe_delivered(const Message& m) {
+  std::visit(
+      [&](const auto& b) {
+        using T = std::decay_t<decltype(b)>;
+        if constexpr (std::is_same_v<T, ReadResp> || std::is_same_v<T, WriteAck>) {
+          auto it = by_internal_.find({m.to, b.req});
+          if (it == by_internal_.end()) return;
+          Op& op = history_[it->second];
+          if (op.decided || op.key != b.key) return;
+          if constexpr (std::is_same_v<T, ReadResp>) {
+            if (op.op != OpType::get) return;
+            for (const auto& [from, version] : op.responded) {
+              if (from == m.from) return;  // the coordinator takes a replica's first answer
+            }
+            op.responded.emplace_back(m.from, b.record ? b.record->version : Version{});
+          } else {
+            const auto owners = ring_.preference_list(b.key, sc_.knobs.replicas);
+            if (std::find(owners.begin(), owners.end(), m.from) == owners.end()) return;
+            if (std::find(op.acked_by.begin(), op.acked_by.end(), m.from) != op.acked_by.end()) return;
+            op.acked_by.push_back(m.from);
+          }
+        }
+      },
+      m.body);
 }
 
 // The replica's counters die with it: fold them into the run's probes first.

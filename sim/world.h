@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <queue>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -29,6 +30,11 @@ inline constexpr std::uint64_t run_sim_time_us_max = 900'000'000;  // 15 virtual
 inline constexpr std::uint32_t final_read_attempts_max = 20;
 inline constexpr std::uint64_t final_read_retry_ms = 500;
 inline constexpr std::uint64_t settle_ms = 5000;  // after the final reads, before C2 is checked
+// Liveness: after healing, the cluster must fall quiet (every hint delivered, every request
+// finished, every queue drained) within quiet_ms * liveness_quiet_factor, plus the hint-delivery
+// rounds its limits need; quiet is polled every quiet_poll_ms.
+inline constexpr std::uint64_t liveness_quiet_factor = 6;
+inline constexpr std::uint64_t quiet_poll_ms = 250;
 inline constexpr std::uint64_t clock_base_ms = 1'700'000'000'000;
 
 class World {
@@ -39,7 +45,7 @@ class World {
  private:
   enum class Ev : std::uint8_t {
     deliver, tick, fsync_done, client_next, client_timeout,
-    fault_start, fault_end, restart, heal, final_reads, final_check, bridge_reply,
+    fault_start, fault_end, restart, heal, final_reads, final_check, bridge_reply, quiet_poll,
   };
   struct Event {
     std::uint64_t at_us;
@@ -71,6 +77,10 @@ class World {
     std::uint64_t tick_generation = 0;
     std::optional<std::uint64_t> tick_at_us;
     std::optional<std::size_t> crash_after_ack;  // armed crash fault, by index
+    std::int64_t clock_stepped_ms = 0;             // the sum of its clock's steps so far
+    std::uint64_t clock_stepped_back_ms = 0;       // the sum of its backward steps so far
+    std::uint64_t clogged_until_us = 0;            // its links hold messages until then
+    std::vector<std::uint64_t> crashed_at_us;      // every crash and disk loss, in true time
   };
   // A bridge call on its way to a service: what the service will do is decided when it is made.
   struct BridgeInFlight {
@@ -110,6 +120,7 @@ class World {
   void call_bridge(Node& n, const BridgeCall& call);
   void on_bridge_reply(std::uint64_t id);
   void wipe_cluster(const Fault& f);
+  void lose_disk(Node& n, const Fault& f);
   std::optional<std::string> legacy_value(const std::string& key) const;
 
   // Network
@@ -126,6 +137,9 @@ class World {
   void on_client_timeout(std::size_t index);
   void maybe_heal();
   void heal();
+  void poll_quiet();
+  std::string still_busy() const;  // what keeps the cluster from being quiet; empty: quiet
+  void check_at_quiet();
   void next_final_read();
   void final_check();
   void check_bridges();
@@ -133,6 +147,11 @@ class World {
 
   void collect_stats(const Replica& r);
   void check_recovered(const Node& n, const DurableState& state);
+  void check_snapshot(const Node& n);
+  // What the world sees of a request on the wire (the coordinator's peers' answers).
+  void observe_sent(const Message& m);
+  void observe_delivered(const Message& m);
+  void lost_to_crash(const Node& n);
   // Counts a rare path or fault; `name` must be one of probe_names() (world.cc).
   void probe(std::string_view name, std::uint64_t n = 1);
   void violation(std::string property, std::string detail);
@@ -158,6 +177,16 @@ class World {
   std::unordered_map<std::uint64_t, std::size_t> by_request_;  // request id -> history index
   std::unordered_map<std::string, std::size_t> by_value_;      // put value -> history index
   std::unordered_set<std::uint64_t> replied_;                  // request ids answered so far
+  Ring ring_;                         // every node's ring: they are all built alike
+  std::optional<std::size_t> issuing_;  // the history index of the request being handed over
+  std::map<std::pair<NodeId, std::uint64_t>, std::size_t> by_internal_;  // (coordinator, req)
+  // The newest version each replica acknowledged or answered for a key: it never answers older.
+  std::map<std::pair<NodeId, std::string>, Version> replica_floor_;
+  std::vector<DiskLoss> disk_losses_;
+  std::set<std::string> raw_exempt_;  // keys the checks at quiet skip, with the reason below
+  std::map<std::string, std::string> raw_exempt_why_;
+  std::set<std::size_t> pg_exempt_;   // async writes whose coordinator died with them queued
+  std::uint64_t healed_at_us_ = 0;
   std::uint32_t final_key_ = 0;       // the key the final reader is reading
   std::uint32_t final_attempts_ = 0;  // attempts at final_key_
   RunResult result_;
