@@ -17,7 +17,7 @@ help:
 	@echo "make sim       kvsim run --seeds \$$(SEEDS) (default 1-1000)"
 	@echo "make bench     redis-server and a 3-node cluster under the same load, side by side, and"
 	@echo "               write-through to PostgreSQL beside pgbench"
-	@echo "make sanitize  the unit tests and 300 seeds under AddressSanitizer + UBSan"
+	@echo "make sanitize  the unit tests and 150 seeds under AddressSanitizer + UBSan"
 	@echo "make fuzz      every libFuzzer target for \$$(FUZZ_SECONDS) s (default 180) on a copy of"
 	@echo "               fuzz/corpus/; FUZZ_SAVE=1 merges what it found back into the corpus"
 	@echo "make clean     remove the build trees"
@@ -49,7 +49,7 @@ sanitize: deps
 	@cmake --build --preset sanitize -j $(JOBS) --target core_tests net_tests kvsim
 	@build-sanitize/bin/core_tests
 	@build-sanitize/bin/net_tests
-	@build-sanitize/bin/kvsim run --seeds 1-300 --quiet
+	@build-sanitize/bin/kvsim run --seeds 1-150 --quiet
 
 fuzz-build: deps
 	@cmake --preset fuzz > /dev/null

@@ -165,6 +165,13 @@ struct RunResult {
 
 RunResult run(const Scenario& scenario, const RunOptions& options = {});
 
+// Sometimes-assertions: every probe is a rare path that some seed of 1..sometimes_seeds_last
+// must hit, except these, each with the reason it may not. `kvsim run` over a range covering
+// those seeds fails if a required probe was never hit: a path no seed reaches is a path the
+// simulator does not test.
+inline constexpr std::uint64_t sometimes_seeds_last = 1000;
+const std::map<std::string, std::string, std::less<>>& probes_not_required();
+
 // ---- Shrinking ----
 
 // Cuts the scenario's faults, operations and fault rates down while run() still reports a

@@ -87,6 +87,14 @@ const std::vector<std::string_view>& probe_names() {
 
 }  // namespace
 
+const std::map<std::string, std::string, std::less<>>& probes_not_required() {
+  static const std::map<std::string, std::string, std::less<>> reasons = {
+      {"invalid", "the simulated clients send only valid requests; invalid input is covered by "
+                  "tests/testdata/protocol/invalid_input.txt and the fuzzers"},
+  };
+  return reasons;
+}
+
 void World::probe(std::string_view name, std::uint64_t n) {
   auto it = result_.probes.find(name);
   assert(it != result_.probes.end() && "a probe missing from probe_names()");
