@@ -1,5 +1,5 @@
 # Thin wrapper over CMake presets. `make test` is what CI runs; `make sim` runs the seeds.
-.PHONY: all deps build test sim bench clean help sanitize cluster fuzz fuzz-build
+.PHONY: all deps build test sim soak bench clean help sanitize cluster fuzz fuzz-build
 
 JOBS ?= $(shell nproc)
 SEEDS ?= 1-1000
@@ -13,8 +13,9 @@ help:
 	@echo "make build     configure and build everything into build/ (binaries in build/bin/)"
 	@echo "make cluster   deps, build, and a 3-node cluster on loopback (Ctrl-C stops it)"
 	@echo "make test      deps, build, then unit, property, simulation and teeth tests; then make"
-	@echo "               sanitize, and every fuzz target for 30 s (make fuzz FUZZ_SECONDS=30)"
+	@echo "               sanitize, and every fuzz target for 15 s (make fuzz FUZZ_SECONDS=15)"
 	@echo "make sim       kvsim run --seeds \$$(SEEDS) (default 1-1000)"
+	@echo "make soak      kvsim run --seeds 1-100000 (or SEEDS=A-B): the long run before a release"
 	@echo "make bench     redis-server and a 3-node cluster under the same load, side by side, and"
 	@echo "               write-through to PostgreSQL beside pgbench"
 	@echo "make sanitize  the unit tests and 150 seeds under AddressSanitizer + UBSan"
@@ -35,10 +36,14 @@ cluster: build
 test: build
 	@cd build && ctest --output-on-failure --timeout 1500 -j 1
 	@$(MAKE) --no-print-directory sanitize
-	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30 FUZZ_SAVE=0
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15 FUZZ_SAVE=0
 
 sim: build
 	@build/bin/kvsim run --seeds $(SEEDS)
+
+# The nightly-style soak: 100,000 seeds unless SEEDS is given on the command line.
+soak: build
+	@build/bin/kvsim run --seeds $(if $(filter command line,$(origin SEEDS)),$(SEEDS),1-100000)
 
 bench: build
 	@python3 scripts/bench.py --bin build/bin

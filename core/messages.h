@@ -53,11 +53,15 @@ struct ClientReply {
 struct ReadReq {
   std::uint64_t req = 0;
   std::string key;
+
+  bool operator==(const ReadReq&) const = default;
 };
 struct ReadResp {
   std::uint64_t req = 0;
   std::string key;
   std::optional<Record> record;
+
+  bool operator==(const ReadResp&) const = default;
 };
 enum class WriteKind : std::uint8_t {
   client = 1,         // a coordinator's write for a client
@@ -70,12 +74,16 @@ struct WriteReq {
   std::string key;
   Record record;
   NodeId hint_for = 0;  // non-zero: the receiver is a fallback and holds this as a hint
+
+  bool operator==(const WriteReq&) const = default;
 };
 struct WriteAck {
   std::uint64_t req = 0;
   WriteKind kind = WriteKind::client;
   std::string key;
   Version version;
+
+  bool operator==(const WriteAck&) const = default;
 };
 using MessageBody = std::variant<ReadReq, ReadResp, WriteReq, WriteAck>;
 
@@ -83,6 +91,8 @@ struct Message {
   NodeId from = 0;
   NodeId to = 0;
   MessageBody body;
+
+  bool operator==(const Message&) const = default;
 };
 
 // ---- Bridges (PostgreSQL write-through and lookup, legacy read-through) ----

@@ -9,13 +9,15 @@
 // for a different message.
 //
 // Encode and decode are pure functions over bytes (no I/O), so the decoder can be fuzzed on its
-// own. Decoding never trusts the peer: a length above the limit is refused before anything is
+// own, and the simulator sends every peer message through them (library kv_peer_codec, which
+// needs nothing but the core). Decoding never trusts the peer: a length above the limit is refused before anything is
 // allocated, and a payload that no encoder here could produce (no body, a write without a record,
 // an unknown write kind, a tombstone carrying a value, node 0) is an error, because protobuf
 // accepts almost any bytes as some message and the checksum cannot tell a buggy sender from a
 // sound one.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -31,6 +33,15 @@ inline constexpr std::size_t peer_frame_header_bytes = 8;
 // with room to spare for keys and a raised value limit, while a damaged or hostile length field
 // cannot make a node allocate gigabytes.
 inline constexpr std::size_t peer_frame_bytes_max_default = (4u << 20) + (64u << 10);
+// Room in a frame for a write's fields around its key and value.
+inline constexpr std::size_t peer_frame_envelope_bytes = 64u << 10;
+// The payload limit that lets a write of the largest key and value through: kvnode's default
+// for --frame-bytes-max, and the limit of the simulator's links.
+inline constexpr std::size_t peer_frame_bytes_max_for(std::size_t key_bytes_max,
+                                                      std::size_t value_bytes_max) {
+  return std::max(peer_frame_bytes_max_default,
+                  key_bytes_max + value_bytes_max + peer_frame_envelope_bytes);
+}
 // The handshake is read before the peer is known, so it gets a much smaller limit.
 inline constexpr std::size_t peer_handshake_bytes_max = 4096;
 inline constexpr std::uint32_t peer_protocol_version = 1;

@@ -163,7 +163,7 @@ Expected<void> read_limit(const po::variables_map& vm, const std::string& flag, 
 // rather than found out by a client.
 Expected<void> apply_limits(const po::variables_map& vm, NodeConfig& c) {
   constexpr std::uint64_t any = std::numeric_limits<std::size_t>::max();
-  constexpr std::uint64_t envelope = 64 * 1024;  // room for a key and value's message fields
+  constexpr std::uint64_t envelope = peer_frame_envelope_bytes;  // a key and value's fields
   constexpr std::uint64_t timeout_ms_max = 7ull * 24 * 3600 * 1000;  // a week
   ReplicaConfig& r = c.replica;
   constexpr std::uint64_t record_max = wal_payload_bytes_max - envelope;  // a log record's data
@@ -174,8 +174,7 @@ Expected<void> apply_limits(const po::variables_map& vm, NodeConfig& c) {
                          std::to_string(record_max) + " (a log record holds both)");
   }
   const std::size_t largest = std::max(r.key_bytes_max, r.value_bytes_max);
-  c.frame_bytes_max = std::max<std::size_t>(peer_frame_bytes_max_default,
-                                            r.key_bytes_max + r.value_bytes_max + envelope);
+  c.frame_bytes_max = peer_frame_bytes_max_for(r.key_bytes_max, r.value_bytes_max);
   BOOST_OUTCOME_TRY(read_limit(vm, "frame-bytes-max", r.key_bytes_max + r.value_bytes_max + 1024,
                                std::numeric_limits<std::int32_t>::max(), c.frame_bytes_max,
                                "a write of the largest key and value, plus 1 KiB, must fit in a frame"));

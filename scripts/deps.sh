@@ -5,6 +5,7 @@
 # by the integration tests and the benchmark on a throwaway data directory of their own;
 # postgresql-client brings psql. clang and libclang-rt-14-dev build the fuzz targets (libFuzzer);
 # llvm brings llvm-symbolizer, which names files and lines in sanitizer and fuzzer reports.
+# chromium (headless) draws kvsim's HTML timeline in a test.
 set -euo pipefail
 
 packages=(
@@ -16,6 +17,7 @@ packages=(
   clang libclang-rt-14-dev llvm
   redis-tools redis-server curl procps python3
   postgresql postgresql-client
+  chromium
 )
 
 missing=()

@@ -30,6 +30,7 @@ struct Swarm {
 };
 constexpr std::uint32_t swarm_family_on_ppm = 750'000;
 constexpr std::uint32_t disk_loss_on_ppm = 350'000;  // a disk loss weakens C4/C5 (checker.cc)
+constexpr std::uint32_t corrupt_on_ppm = 300'000;
 
 Swarm make_swarm(Rng& rng) {
   auto on = [&rng](std::uint32_t ppm = swarm_family_on_ppm) { return rng.chance_ppm(ppm); };
@@ -264,6 +265,12 @@ Scenario make_scenario(std::uint64_t seed) {
   make_bridges(bridge_rng, s.knobs, hot, swarm);
   Rng bridge_fault_rng = root.child("bridge-faults");
   make_bridge_faults(bridge_fault_rng, s.knobs, s.faults, span_ms);
+  // Damaged frames (a family of its own, from its own stream like the bridges): a bit flipped
+  // on the wire, which the peer codec's checksum must refuse.
+  Rng wire_rng = root.child("wire");
+  if (wire_rng.chance_ppm(corrupt_on_ppm)) {
+    s.knobs.corrupt_ppm = static_cast<std::uint32_t>(wire_rng.between(1, 20'000));
+  }
 
   const std::uint64_t clients = work_rng.between(3, 8);
   const std::uint64_t ops_total = work_rng.between(ops_total_min, ops_total_max) * ops_factor;

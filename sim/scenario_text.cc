@@ -86,6 +86,7 @@ constexpr std::array knob_specs{
     KnobSpec{"latency_us_jitter", &Knobs::latency_us_jitter, 0, time_us_max},
     KnobSpec{"long_tail_ppm", &Knobs::long_tail_ppm, 0, ppm_one},
     KnobSpec{"long_tail_us_max", &Knobs::long_tail_us_max, 0, time_us_max},
+    KnobSpec{"corrupt_ppm", &Knobs::corrupt_ppm, 0, ppm_one},
     KnobSpec{"fsync_us_min", &Knobs::fsync_us_min, 0, time_us_max},
     KnobSpec{"fsync_us_jitter", &Knobs::fsync_us_jitter, 0, time_us_max},
     KnobSpec{"fsync_slow_ppm", &Knobs::fsync_slow_ppm, 0, ppm_one},

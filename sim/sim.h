@@ -49,6 +49,7 @@ struct Knobs {
   std::uint64_t latency_us_jitter = 800;
   std::uint32_t long_tail_ppm = 0;     // a message takes up to long_tail_us_max extra
   std::uint64_t long_tail_us_max = 0;
+  std::uint32_t corrupt_ppm = 0;       // a frame gets one bit flipped: its checksum must refuse it
 
   // Disk
   std::uint64_t fsync_us_min = 500;
@@ -138,9 +139,38 @@ Scenario make_scenario(std::uint64_t seed);
 
 // ---- Running ----
 
+// One thing that happened, for a picture of the run (kvsim replay --html): nodes are lanes,
+// messages go from lane to lane, faults and client operations sit on the lanes they touch.
+struct Mark {
+  enum class Kind : std::uint8_t {
+    send,       // node -> peer; `id` pairs it with its arrive or lost mark
+    arrive,     // message `id` reached `node`
+    lost,       // message `id` never reaches `peer`: dropped, cut off, refused or its node down
+    crash,      // `node` dies (text: how); disk_loss also wipes what it had
+    disk_loss,
+    restart,    // `node` is up again, recovered from its disk
+    cut,        // links out of `node` to `peer` are cut (a partition, one direction); `id` pairs
+    uncut,      //   the cut with its end
+    clog,       // `node`'s links hold messages until the mark's `id` (virtual microseconds)
+    clock_step, // `node`'s clock jumps (text: by how much)
+    op_start,   // client operation `id` (its history index) reaches coordinator `node`
+    op_end,     // it ends (text: the outcome)
+    heal,       // the faults are over
+    quiet,      // the cluster fell quiet: the checks at quiet and the final reads follow
+    violation,  // text: the property and what broke
+  };
+  std::uint64_t at_us = 0;
+  Kind kind = Kind::send;
+  NodeId node = 0, peer = 0;
+  std::uint64_t id = 0;
+  std::string text;
+};
+
 struct RunOptions {
   // Called with one readable line per event (replay); null: no formatting at all (fast).
   std::function<void(std::string_view)> trace_line;
+  // Called with every mark of the run (replay --html); null: none are made.
+  std::function<void(const Mark&)> mark;
   bool keep_event_hashes = false;  // for check-determinism
 };
 

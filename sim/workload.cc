@@ -56,6 +56,12 @@ void World::issue(std::uint32_t c, const ClientOp& op, bool final_read, std::uin
   const Event e{now_us_, 0, Ev::client_next, op.coordinator, c, h.id};
   trace(e, std::string(op_name(op.op)) + " " +
                h.key + (h.value.empty() ? "" : "=" + value_label(h.value)) + " q=" + std::to_string(h.quorum));
+  mark(Mark::Kind::op_start, op.coordinator, 0, index, [&] {
+    return (final_read ? "final read: " : "client " + std::to_string(c) + ": ") +
+           std::string(op_name(op.op)) + " " + h.key +
+           (h.value.empty() ? "" : " = " + value_label(h.value)) + " (quorum " +
+           std::to_string(h.quorum) + ")";
+  });
   Node& n = node(op.coordinator);
   if (!n.up) {
     history_[index].error = "connection refused";
@@ -117,6 +123,18 @@ void World::complete(std::size_t index, Outcome outcome, const ClientReply* repl
     if (!h.error.empty()) what += " (" + h.error + ")";
     trace(Event{now_us_, 0, Ev::client_timeout, 0, 0, 0}, what);
   }
+  mark(Mark::Kind::op_end, h.coordinator, 0, index, [&] {
+    std::string what = outcome == Outcome::ok ? "ok" : outcome == Outcome::failed ? "failed" : "unknown";
+    if (h.read) {
+      what += ": " + (h.read->tombstone ? std::string("deleted") : value_label(h.read->value)) +
+              " at " + h.read->version.to_string();
+    } else if (outcome == Outcome::ok && h.op == OpType::get) {
+      what += ": not found";
+    } else if (outcome == Outcome::ok) {
+      what += ": version " + h.version.to_string();
+    }
+    return h.error.empty() ? what : what + " (" + h.error + ")";
+  });
   Client& client = clients_[h.client];
   client.current.reset();
   if (h.final_read) {
@@ -159,6 +177,7 @@ void World::heal() {
     if (!n.up) boot(n);
   }
   healed_at_us_ = now_us_;
+  mark(Mark::Kind::heal, 0);
   schedule(now_us_ + quiet_poll_ms * 1000, Ev::quiet_poll, 0);
 }
 
@@ -194,6 +213,7 @@ void World::poll_quiet() {
   }
   trace(Event{now_us_, 0, Ev::quiet_poll, 0, 0, 0},
         "quiet after " + std::to_string((now_us_ - healed_at_us_) / 1000) + "ms");
+  mark(Mark::Kind::quiet, 0);
   check_at_quiet();
   schedule(now_us_, Ev::final_reads, 0, 0);
 }

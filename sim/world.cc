@@ -9,6 +9,7 @@
 
 #include "core/hash.h"
 #include "core/wal.h"
+#include "net/peer_codec.h"
 
 namespace kv::sim {
 
@@ -73,7 +74,8 @@ const std::vector<std::string_view>& probe_names() {
     std::vector<std::string_view> all = {
         "bridge_error", "bridge_reply_lost", "client_timeout", "clock_step_backward",
         "clock_step_forward", "clog", "cluster_wipe", "crash", "crash_after_ack",
-        "crash_lost_unsynced", "crash_torn_garbage", "disk_loss", "fsync_slow",
+        "crash_lost_unsynced", "crash_torn_garbage", "disk_loss", "frame_damaged", "frame_refused",
+        "fsync_slow",
         "legacy_outage", "message_clogged", "message_dropped", "message_duplicated",
         "message_long_tail", "message_partitioned", "partition", "partition_one_way",
         "pg_async_lost_in_crash", "pg_outage", "power_loss", "quiet_check_key_exempt",
@@ -108,6 +110,9 @@ World::World(const Scenario& scenario, const RunOptions& options)
       disk_rng_(Rng(scenario.seed).child("disk")),
       crash_rng_(Rng(scenario.seed).child("crash")),
       bridge_rng_(Rng(scenario.seed).child("bridge")),
+      wire_rng_(Rng(scenario.seed).child("wire-damage")),
+      frame_bytes_max_(peer_frame_bytes_max_for(replica_defaults.key_bytes_max,
+                                                replica_defaults.value_bytes_max)),
       ring_(scenario.knobs.vnodes_per_node) {
   const Knobs& k = sc_.knobs;
   assert(k.nodes >= 1 && k.clock_skew_ms.size() == k.nodes && k.clock_drift_ppm.size() == k.nodes);
@@ -223,6 +228,9 @@ void World::step(const Event& e) {
           node(id).clock_stepped_ms += f.step_ms;
           if (f.step_ms < 0) node(id).clock_stepped_back_ms += static_cast<std::uint64_t>(-f.step_ms);
           trace(e, "n" + std::to_string(id) + " clock steps " + std::to_string(f.step_ms) + "ms");
+          mark(Mark::Kind::clock_step, id, 0, 0, [&] {
+            return "clock steps " + std::string(f.step_ms > 0 ? "+" : "") + std::to_string(f.step_ms) + " ms";
+          });
           probe(f.step_ms < 0 ? "clock_step_backward" : "clock_step_forward");
         }
         return;
@@ -236,6 +244,7 @@ void World::step(const Event& e) {
           n.clogged_until_us = std::max(n.clogged_until_us, until);
           trace(e, "n" + std::to_string(n.id) + " clogged until " +
                        std::to_string(until / 1000) + "ms");
+          mark(Mark::Kind::clog, n.id, 0, until);
         }
         probe("clog");
         return;
@@ -258,6 +267,12 @@ void World::step(const Event& e) {
       trace(e, std::string(f.kind == FaultKind::partition ? "partition" : "one-way partition") +
                    " of " + std::to_string(f.group.size()) + " node(s)");
       set_partition(f, e.kind == Ev::fault_start ? 1 : -1);
+      for (NodeId id : f.group) {
+        mark(e.kind == Ev::fault_start ? Mark::Kind::cut : Mark::Kind::uncut, id, 0, e.a, [&] {
+          return f.kind == FaultKind::partition ? "partitioned from the rest"
+                                                : "cut off from the rest (its messages out are lost)";
+        });
+      }
       if (e.kind == Ev::fault_start) {
         probe(f.kind == FaultKind::partition ? "partition" : "partition_one_way");
         schedule(now_us_ + f.duration_ms * 1000, Ev::fault_end, 0, e.a);
@@ -297,6 +312,11 @@ void World::boot(Node& n) {
   n.wal_synced = n.wal.size();
   ++n.incarnation;
   n.up = true;
+  if (n.incarnation > 1) {
+    mark(Mark::Kind::restart, n.id, 0, 0, [&] {
+      return "restarts (incarnation " + std::to_string(n.incarnation) + ")";
+    });
+  }
   n.tick_at_us.reset();
   ++n.tick_generation;
 
@@ -333,6 +353,12 @@ void World::boot(Node& n) {
 // whose header looks whole. Only the checksum can tell.
 void World::crash(Node& n, std::uint32_t torn_mode) {
   probe("crash");
+  mark(Mark::Kind::crash, n.id, 0, 0, [&] {
+    static constexpr const char* kept[] = {"nothing unsynced", "a prefix of the unsynced tail",
+                                           "the unsynced tail's length, garbage from some point",
+                                           "the unsynced tail with some sectors never written"};
+    return std::string("crash; the disk keeps ") + kept[torn_mode % 4];
+  });
   n.crashed_at_us.push_back(now_us_);
   lost_to_crash(n);
   collect_stats(*n.replica);
@@ -606,6 +632,7 @@ void World::wipe_cluster(const Fault& f) {
 // until reads repair them (no anti-entropy yet), and whatever hints it held are gone.
 void World::lose_disk(Node& n, const Fault& f) {
   probe("disk_loss");
+  mark(Mark::Kind::disk_loss, n.id, 0, 0, [] { return "loses its disk: it comes back empty"; });
   for (const auto& [hint_key, record] : n.replica->state().hints.hints()) {
     if (raw_exempt_.insert(hint_key.second).second) {
       raw_exempt_why_[hint_key.second] = "a hint for it was lost with n" + std::to_string(n.id) + "'s disk";
@@ -640,16 +667,39 @@ void World::lost_to_crash(const Node& n) {
 // ---------------------------------------------------------------------------------------------
 // Network: loss, duplication, delay with a long tail (and so reordering), partitions.
 
+// Every message travels as the peer codec's frame (net/peer_codec.h), as it does between kvnode
+// processes: what the receiver gets is what the decoder makes of the bytes, within the same
+// frame limit, so a codec bug is a bug the simulation sees.
 void World::send(const Message& m) {
   const Knobs& k = sc_.knobs;
   observe_sent(m);
+  std::string frame;
+  encode_message(m, frame);
+  Message back;
+  const FrameDecode d = decode_message(frame, frame_bytes_max_, back);
+  if (d.status != FrameDecode::Status::complete || d.consumed != frame.size() || !(back == m)) {
+    violation("codec", describe(m) + ": its frame of " + std::to_string(frame.size()) +
+                           " bytes " +
+                           (d.status == FrameDecode::Status::error ? "is refused: " + d.error
+                            : d.status == FrameDecode::Status::incomplete
+                                ? std::string("decodes as incomplete")
+                                : "decodes to a different message: " + describe(back)));
+    finished_ = true;
+    return;
+  }
+  auto lost_at_send = [&](const char* why) {
+    if (!options_.mark) return;
+    const std::uint64_t id = ++marked_messages_;
+    mark(Mark::Kind::send, m.from, m.to, id, [&] { return describe(m); });
+    mark(Mark::Kind::lost, m.from, m.to, id, [&] { return why; });
+  };
   if (blocked(m.from, m.to)) {
     probe("message_partitioned");
-    return;
+    return lost_at_send("cut off by a partition");
   }
   if (faults_active_ && net_rng_.chance_ppm(k.drop_ppm)) {
     probe("message_dropped");
-    return;
+    return lost_at_send("dropped");
   }
   const int copies = faults_active_ && net_rng_.chance_ppm(k.duplicate_ppm) ? 2 : 1;
   if (copies == 2) probe("message_duplicated");
@@ -664,7 +714,20 @@ void World::send(const Message& m) {
                                            node(m.to).clogged_until_us});
     if (leaves > now_us_) probe("message_clogged");
     const std::uint64_t id = seq_;
-    in_flight_.emplace(id, m);
+    Frame f{c + 1 < copies ? frame : std::move(frame)};
+    if (faults_active_ && k.corrupt_ppm && wire_rng_.chance_ppm(k.corrupt_ppm)) {
+      const std::uint64_t bit = wire_rng_.below(f.bytes.size() * 8);
+      f.bytes[bit / 8] = static_cast<char>(f.bytes[bit / 8] ^ (1 << (bit % 8)));
+      f.damaged = true;
+      probe("frame_damaged");
+    }
+    if (options_.mark) {
+      f.mark_id = ++marked_messages_;
+      mark(Mark::Kind::send, m.from, m.to, f.mark_id, [&] {
+        return describe(m) + (c > 0 ? " (a duplicate)" : "") + (f.damaged ? " (damaged on the way)" : "");
+      });
+    }
+    in_flight_.emplace(id, std::move(f));
     schedule(leaves + us, Ev::deliver, m.to, id);
   }
 }
@@ -672,15 +735,42 @@ void World::send(const Message& m) {
 void World::on_deliver(std::uint64_t message_id) {
   auto it = in_flight_.find(message_id);
   assert(it != in_flight_.end());
-  const Message m = std::move(it->second);
+  const Frame frame = std::move(it->second);
   in_flight_.erase(it);
+  Message m;
+  const FrameDecode d = decode_message(frame.bytes, frame_bytes_max_, m);
+  const bool whole = d.status == FrameDecode::Status::complete && d.consumed == frame.bytes.size();
+  if (frame.damaged) {
+    if (whole) {
+      violation("codec", "a frame with a flipped bit was accepted as " + describe(m));
+      finished_ = true;
+      return;
+    }
+    // kvnode closes the link on a frame it refuses (a length that now claims more bytes than
+    // came leaves the frame incomplete until the link is closed): the message is lost.
+    probe("frame_refused");
+    mark(Mark::Kind::lost, 0, 0, frame.mark_id, [] { return "its checksum refused it"; });
+    if (options_.trace_line) trace(Event{now_us_, 0, Ev::deliver, 0, 0, 0}, "a damaged frame, refused");
+    return;
+  }
+  if (!whole) {  // it decoded at send time
+    violation("codec", "a frame of " + std::to_string(frame.bytes.size()) +
+                           " bytes that decoded when sent did not at delivery");
+    finished_ = true;
+    return;
+  }
   trace_hash_ = mix(trace_hash_, digest(m));
   Node& n = node(m.to);
   const bool lost = !n.up || blocked(m.from, m.to);
   if (options_.trace_line) {
     trace(Event{now_us_, 0, Ev::deliver, 0, 0, 0}, describe(m) + (lost ? " (lost)" : ""));
   }
-  if (lost) return;
+  if (lost) {
+    mark(Mark::Kind::lost, m.to, m.from, frame.mark_id,
+         [&] { return n.up ? "cut off by a partition" : "its node is down"; });
+    return;
+  }
+  mark(Mark::Kind::arrive, m.to, m.from, frame.mark_id);
   observe_delivered(m);
   n.replica->on_message(m, local_ms(n.id));
   after_input(n);
@@ -786,6 +876,7 @@ void World::collect_stats(const Replica& r) {
 }
 
 void World::violation(std::string property, std::string detail) {
+  mark(Mark::Kind::violation, 0, 0, 0, [&] { return property + ": " + detail; });
   result_.violations.push_back(Violation{std::move(property), std::move(detail)});
 }
 

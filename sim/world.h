@@ -155,16 +155,32 @@ class World {
   // Counts a rare path or fault; `name` must be one of probe_names() (world.cc).
   void probe(std::string_view name, std::uint64_t n = 1);
   void violation(std::string property, std::string detail);
+  // Tells options_.mark, if set; `text` is made only then.
+  template <typename Text>
+  void mark(Mark::Kind kind, NodeId node, NodeId peer, std::uint64_t id, Text&& text) {
+    if (options_.mark) options_.mark(Mark{now_us_, kind, node, peer, id, std::string(text())});
+  }
+  void mark(Mark::Kind kind, NodeId node, NodeId peer = 0, std::uint64_t id = 0) {
+    mark(kind, node, peer, id, [] { return ""; });
+  }
 
   const Scenario& sc_;
   const RunOptions& options_;
-  Rng net_rng_, disk_rng_, crash_rng_, bridge_rng_;
+  Rng net_rng_, disk_rng_, crash_rng_, bridge_rng_, wire_rng_;
   std::priority_queue<Event, std::vector<Event>, Later> queue_;
   std::uint64_t now_us_ = 0;
   std::uint64_t seq_ = 0;
   std::uint64_t trace_hash_ = 0;
   std::vector<Node> nodes_;
-  std::unordered_map<std::uint64_t, Message> in_flight_;  // looked up by id, never iterated
+  // Messages on the wire, as the peer codec's frames; looked up by id, never iterated.
+  struct Frame {
+    std::string bytes;
+    bool damaged = false;  // a bit was flipped on the way: the decoder must refuse it
+    std::uint64_t mark_id = 0;  // pairs its send and arrival marks (only if marks are made)
+  };
+  std::uint64_t marked_messages_ = 0;
+  std::unordered_map<std::uint64_t, Frame> in_flight_;
+  std::size_t frame_bytes_max_ = 0;  // every link's payload limit, as kvnode's default
   std::map<std::pair<NodeId, NodeId>, int> blocked_;       // directed links cut, with overlap count
   std::map<std::string, Record> pg_table_;                    // PostgreSQL's rows
   int pg_down_ = 0, legacy_down_ = 0;                          // outages under way

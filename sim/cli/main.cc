@@ -22,9 +22,10 @@ constexpr std::string_view help_overview =
 
 kvsim runs the store's replication core (the same Replica state machine that kvnode runs) in a
 seeded, single-threaded simulation of a whole cluster: a network that loses, duplicates,
-reorders and delays messages; partitions, both ways and one way; crashes and power losses that
-tear the unsynced tail of the write-ahead log; slow disks; skewed and drifting clocks; a slow or
-failing PostgreSQL and legacy API. Clients run gets, puts and deletes against it, and a checker
+reorders, delays and clogs messages, each sent as the peer codec's frame and now and then
+damaged on the way; partitions, both ways and one way; crashes and power losses that tear the
+unsynced tail of the write-ahead log, and disks lost whole; slow disks; skewed, drifting and
+stepped clocks; a slow or failing PostgreSQL and legacy API. Clients run gets, puts and deletes against it, and a checker
 verifies the consistency contract (DESIGN.md, C1-C9). Checked:
   C1  after the cluster heals and goes quiet, a read sees the newest acknowledged write
   C2  after quiet, every key's replicas hold the same record and no hint is left
@@ -44,14 +45,15 @@ every failure replays exactly, on any machine.
 
 Usage:
   kvsim run --seeds A-B [--jobs N] [--json] [--quiet] [--hashes]
-  kvsim replay (--seed S | --scenario FILE) [--trace FILE]
+  kvsim replay (--seed S | --scenario FILE) [--trace FILE] [--html FILE]
   kvsim check-determinism --seeds A-B [--jobs N]
   kvsim shrink (--seed S | --scenario FILE) [--out FILE]
   kvsim help [COMMAND]             or: kvsim COMMAND --help
 
 Commands:
   run                run many seeds in parallel; report failures, throughput and rare paths
-  replay             run one seed or scenario file and print its event trace
+  replay             run one seed or scenario file and print its event trace, or draw it as
+                     an HTML timeline
   check-determinism  run every seed twice and compare the runs event by event
   shrink             cut a failing scenario down to a small one that still fails
 

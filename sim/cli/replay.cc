@@ -3,17 +3,26 @@
 
 #include <fstream>
 
+#include "sim/cli/timeline.h"
+
 namespace kv::sim::cli {
 
 namespace {
 
 constexpr std::string_view help_replay =
-    R"(Usage: kvsim replay (--seed S | --scenario FILE) [--trace FILE]
+    R"(Usage: kvsim replay (--seed S | --scenario FILE) [--trace FILE] [--html FILE]
 
 Runs one scenario and prints its event trace (what happened, in virtual time, one line each),
 then each violation, a result line, and last:
   trace-hash <16 hex digits>
 a hash over every event of the run: two replays of the same scenario print the same hash.
+
+With --html, it also draws the run as one self-contained page for a browser: nodes as lanes,
+every peer message as a line from lane to lane (red where it was lost), crashes, disk losses,
+partitions, clogged links and clock steps on the lanes they struck, client operations as bars
+on their coordinator's lane, the heal, the quiet and each violation across all lanes; hover for
+details, and pick a window of the run to zoom into. The trace is then not printed unless
+--trace names a file for it.
 )";
 
 constexpr std::string_view help_replay_after =
@@ -21,6 +30,7 @@ constexpr std::string_view help_replay_after =
   kvsim replay --seed 417 | less
   kvsim replay --seed 417 | tail -3
   kvsim replay --scenario shrunk-417.scenario --trace trace.txt
+  kvsim replay --seed 417 --html seed-417.html && xdg-open seed-417.html
 
 Exit codes: 0 no violation, 1 violations, 2 usage error or unreadable scenario file.
 )";
@@ -49,7 +59,9 @@ po::options_description replay_options() {
     ("scenario", po::value<std::string>()->value_name("FILE"),
      "replay a scenario file (as written by kvsim shrink)")
     ("trace", po::value<std::string>()->value_name("FILE"),
-     "write the trace to FILE instead of stdout");
+     "write the trace to FILE instead of stdout")
+    ("html", po::value<std::string>()->value_name("FILE"),
+     "draw the run as an HTML page in FILE (and print no trace unless --trace is given)");
   return d;
 }
 
@@ -68,19 +80,31 @@ int cmd_replay(const Args& args) {
   std::ofstream trace_file;
   std::ostream* trace_out = &std::cout;
   const auto trace_path = args.value("trace");
+  const auto html_path = args.value("html");
   if (trace_path) {
     trace_file.open(*trace_path, std::ios::binary | std::ios::trunc);
     if (!trace_file) throw CommandError("cannot write '" + *trace_path + "'");
     trace_out = &trace_file;
   }
   RunOptions options;
-  options.trace_line = [trace_out](std::string_view line) {
-    trace_out->write(line.data(), static_cast<std::streamsize>(line.size()));
-    trace_out->put('\n');
-  };
+  if (trace_path || !html_path) {
+    options.trace_line = [trace_out](std::string_view line) {
+      trace_out->write(line.data(), static_cast<std::streamsize>(line.size()));
+      trace_out->put('\n');
+    };
+  }
+  std::vector<Mark> marks;
+  if (html_path) options.mark = [&marks](const Mark& m) { marks.push_back(m); };
   const RunResult r = safe_run(loaded.scenario, options);
   trace_out->flush();
   if (trace_path && !trace_file) throw CommandError("cannot write '" + *trace_path + "'");
+  if (html_path) {
+    write_file(*html_path, timeline_html(loaded.label, loaded.scenario, marks, r));
+    const TimelineCounts c = count_timeline(marks, loaded.scenario.knobs.nodes);
+    std::cout << "timeline: wrote " << *html_path << ": lanes " << c.lanes << ", messages "
+              << c.messages << ", lost " << c.lost << ", crashes " << c.crashes << ", ops "
+              << c.ops << ", violations " << c.violations << '\n';
+  }
 
   print_violations(std::cout, r.violations, "violation ");
   std::cout << "result: " << loaded.label << (r.ok() ? " ok" : " FAILED") << ", " << r.events

@@ -3,7 +3,9 @@
 # (never in the tree itself). Every variant is built and `kvsim run --seeds 1-SEEDS` must find
 # its bug, i.e. exit 1 with a violation. A bug that survives SEEDS seeds fails this test. The
 # first failing seed is then shrunk, and the shrunk scenario must still fail when replayed
-# (shrinks that do not finish within TEETH_SHRINK_SECONDS are reported, not failed).
+# (shrinks that do not finish within TEETH_SHRINK_SECONDS are reported, not failed). The first
+# shrunk failure is also drawn with kvsim replay --html and checked in headless Chromium
+# (tests/timeline_check.sh): a failing run's page must show its violation.
 #
 # usage: run.sh SOURCE_DIR WORK_DIR [SEEDS=500] [PATCH_NAME...]
 set -uo pipefail
@@ -12,7 +14,7 @@ work=$2
 seeds=${3:-500}
 # Shrinking a bug's first failing seed is checked where it finishes within this bound (most take
 # seconds; a few need thousands of attempts, and the test must stay within make test's budget).
-shrink_seconds=${TEETH_SHRINK_SECONDS:-40}
+shrink_seconds=${TEETH_SHRINK_SECONDS:-15}
 shift 3 2>/dev/null || shift $#
 mkdir -p "$work"
 
@@ -31,6 +33,7 @@ rm -rf "$tree" && mkdir -p "$tree"
 tar -C "$src" --exclude='./build*' --exclude='./data' --exclude='./.git' -cf - . | tar -C "$tree" -xf -
 
 failed=0
+timeline_checked=0
 for patch in "${patches[@]}"; do
   name=$(basename "$patch" .patch)
   dir="$work/$name"
@@ -61,6 +64,11 @@ for patch in "${patches[@]}"; do
       echo "teeth: $name: seed $seed not shrunk within ${shrink_seconds} s; shrinking not checked for this bug"
     elif [ $shrink_rc -eq 0 ] && ! "$dir/kvsim" replay --scenario "$dir/shrunk.scenario" > "$dir/replay.log" 2>&1; then
       echo "teeth: $name: seed $seed $(grep -m1 '^shrunk' "$dir/shrink.log")"
+      if [ $timeline_checked -eq 0 ]; then
+        timeline_checked=1
+        "$src/tests/timeline_check.sh" "$dir/kvsim" "$dir/timeline" --scenario "$dir/shrunk.scenario" \
+          | sed "s/^/teeth: $name: /" || failed=1
+      fi
     else
       echo "teeth: $name: shrinking seed $seed failed or its result replays clean (see $dir/shrink.log)"
       failed=1
