@@ -11,7 +11,9 @@
 // of the key's replicas are not held to C4 and C5, and a W=1 write from before it may be lost.
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "sim/history.h"
 
@@ -56,11 +58,55 @@ bool disk_lost_between(const CheckContext& ctx, const std::string& key, std::uin
   return false;
 }
 
-// A write that must survive to the end: acknowledged, and not a W=1 write whose one copy a later
-// disk loss may have taken.
+// Liveness mode: the nodes kept down after the heal took their copies with them. A write is
+// still due in the core where a core replica is known to hold it: one acknowledged it on the
+// wire and has not lost its disk since, or (strict quorums, where only replicas acknowledge) it
+// needed more acknowledgements than there are replicas kept down or emptied since.
+bool reached_core(const Op& w, const CheckContext& ctx) {
+  if (ctx.kept_down.empty()) return true;
+  auto gone = [&](NodeId n) {
+    return ctx.kept_down.contains(n) || disk_lost_between(ctx, w.key, w.invoke_us, ~std::uint64_t{0}, n);
+  };
+  std::uint32_t gone_owners = 0;
+  for (NodeId n : ctx.ring->preference_list(w.key, ctx.replicas)) gone_owners += gone(n);
+  if (!ctx.sloppy && w.quorum > gone_owners) return true;
+  return std::any_of(w.acked_by.begin(), w.acked_by.end(), [&](NodeId n) { return !gone(n); });
+}
+
+// A write that must survive to the end: acknowledged, not a W=1 write whose one copy a later
+// disk loss may have taken, and (liveness mode) known to have reached the core.
 bool must_survive(const Op& w, const CheckContext& ctx) {
   return is_acked_write(w) &&
-         !(w.quorum == 1 && disk_lost_between(ctx, w.key, w.invoke_us, ~std::uint64_t{0}));
+         !(w.quorum == 1 && disk_lost_between(ctx, w.key, w.invoke_us, ~std::uint64_t{0})) &&
+         reached_core(w, ctx);
+}
+
+// The replicas of `key` a check holds to account: its preference list, less the nodes kept down.
+std::vector<NodeId> live_owners(const Ring& ring, const std::string& key, const CheckContext& ctx) {
+  std::vector<NodeId> owners = ring.preference_list(key, ctx.replicas);
+  std::erase_if(owners, [&](NodeId n) { return ctx.kept_down.contains(n); });
+  return owners;
+}
+
+// A node still up whose hints (for nodes not kept down) are all delivered; else what is wrong.
+std::optional<std::string> node_unsettled(const std::vector<const Replica*>& replicas, std::size_t i,
+                                          const CheckContext& ctx) {
+  const auto id = static_cast<NodeId>(i + 1);
+  if (!replicas[i]) {
+    if (ctx.kept_down.contains(id)) return std::nullopt;
+    return "n" + std::to_string(id) + " is down after the cluster healed";
+  }
+  std::size_t due = 0;
+  const std::pair<const HintStore::HintKey, Record>* example = nullptr;
+  for (const auto& entry : replicas[i]->state().hints.hints()) {
+    if (ctx.kept_down.contains(entry.first.first)) continue;
+    if (!example) example = &entry;
+    ++due;
+  }
+  if (!example) return std::nullopt;
+  return "n" + std::to_string(id) + " still holds " + std::to_string(due) + " hint(s), e.g. for n" +
+         std::to_string(example->first.first) + " " + example->first.second + " version " +
+         example->second.version.to_string();
 }
 
 bool responded_by(const Op& get, NodeId node, Version* version = nullptr) {
@@ -272,24 +318,16 @@ std::vector<Violation> check_convergence(const std::vector<const Replica*>& repl
                                          std::uint32_t keys, const CheckContext& ctx) {
   std::vector<Violation> out;
   for (std::size_t i = 0; i < replicas.size(); ++i) {
-    if (!replicas[i]) {
-      out.push_back({"C2", "n" + std::to_string(i + 1) + " is down after the cluster healed"});
-      return out;
-    }
-    const auto& hints = replicas[i]->state().hints.hints();
-    if (!hints.empty()) {
-      const auto& [hint_key, record] = *hints.begin();
-      out.push_back({"C2", "n" + std::to_string(i + 1) + " still holds " +
-                               std::to_string(hints.size()) + " hint(s) after quiet, e.g. for n" +
-                               std::to_string(hint_key.first) + " " + hint_key.second +
-                               " version " + record.version.to_string()});
+    if (auto wrong = node_unsettled(replicas, i, ctx)) {
+      out.push_back({"C2", *wrong + " after quiet"});
+      if (!replicas[i]) return out;
     }
   }
-  if (replicas.empty()) return out;
-  const Ring& ring = replicas[0]->ring();
+  if (!ctx.ring) return out;
   for (std::uint32_t k = 0; k < keys; ++k) {
     const std::string key = key_name(k);
-    const auto owners = ring.preference_list(key, ctx.replicas);
+    const auto owners = live_owners(*ctx.ring, key, ctx);
+    if (owners.empty()) continue;
     const auto first = replicas[owners[0] - 1]->state().store.get(key);
     bool same = true;
     std::string states;
@@ -311,38 +349,37 @@ std::vector<Violation> check_replicas_at_quiet(const std::vector<const Replica*>
   std::vector<Violation> out;
   const std::string when = "at quiet, before any final read: ";
   for (std::size_t i = 0; i < replicas.size(); ++i) {
-    if (!replicas[i]) {
-      out.push_back({"C2", when + "n" + std::to_string(i + 1) + " is down after the cluster healed"});
-      return out;
-    }
-    const auto& hints = replicas[i]->state().hints.hints();
-    if (!hints.empty()) {
-      const auto& [hint_key, record] = *hints.begin();
-      out.push_back({"C2", when + "n" + std::to_string(i + 1) + " still holds " +
-                               std::to_string(hints.size()) + " hint(s), e.g. for n" +
-                               std::to_string(hint_key.first) + " " + hint_key.second +
-                               " version " + record.version.to_string()});
+    if (auto wrong = node_unsettled(replicas, i, ctx)) {
+      out.push_back({"C2", when + *wrong});
+      if (!replicas[i]) return out;
     }
   }
-  if (replicas.empty()) return out;
+  if (!ctx.ring) return out;
   std::map<std::string, const Op*> newest;
   for (const Op& op : ops) {
     if (!must_survive(op, ctx)) continue;
     const Op*& n = newest[op.key];
     if (!n || op.version > n->version) n = &op;
   }
-  const Ring& ring = replicas[0]->ring();
   for (std::uint32_t k = 0; k < keys; ++k) {
     const std::string key = key_name(k);
     if (exempt.contains(key)) continue;
-    const auto owners = ring.preference_list(key, ctx.replicas);
-    const auto first = replicas[owners[0] - 1]->state().store.get(key);
+    const auto owners = live_owners(*ctx.ring, key, ctx);
+    if (owners.empty()) continue;
+    // A legacy hydration is spread as a read repair is, once and without retries or hints: a
+    // replica that missed it lawfully holds nothing until a read (or anti-entropy) brings it.
+    auto stored = [&](NodeId n) {
+      auto r = replicas[n - 1]->state().store.get(key);
+      if (r && !r->tombstone && r->version.is_zero()) r.reset();
+      return r;
+    };
+    const auto first = stored(owners[0]);
     bool same = true;
     std::string states;
     NodeId missing = 0;
     for (NodeId n : owners) {
       const auto r = replicas[n - 1]->state().store.get(key);
-      same = same && r == first;
+      same = same && stored(n) == first;
       states += " n" + std::to_string(n) + "=" +
                 (r ? r->version.to_string() + (r->tombstone ? "(tombstone)" : "") : "none");
       auto it = newest.find(key);

@@ -59,6 +59,10 @@ struct CheckContext {
   std::map<std::string, std::string> legacy;  // what the legacy API holds: key -> value
   const Ring* ring = nullptr;
   std::vector<DiskLoss> disk_losses;
+  // Liveness mode: the nodes left down after the heal. The checks hold the others, the core, to
+  // everything a core can keep: the writes a core replica is known to hold, convergence among
+  // the core replicas, hints for core nodes delivered.
+  std::set<NodeId> kept_down;
 };
 
 // C1, C3, C4, C5 and C7 over a finished history.
@@ -70,8 +74,9 @@ std::vector<Violation> check_convergence(const std::vector<const Replica*>& repl
                                          std::uint32_t keys, const CheckContext& ctx);
 
 // At quiet, before any final read (which would repair what is missing): every replica of a key
-// holds the newest acknowledged write or newer, and they all agree; no hint is left. Keys in
-// `exempt` are skipped (the world says why each may lawfully lack a copy until it is read).
+// holds the newest acknowledged write or newer, and they all agree (a legacy hydration, spread
+// once like a read repair, may be missing from some); no hint is left. Keys in `exempt` are
+// skipped (the world says why each may lawfully lack a copy until it is read).
 std::vector<Violation> check_replicas_at_quiet(const std::vector<const Replica*>& replicas,
                                                const std::vector<Op>& ops, std::uint32_t keys,
                                                const CheckContext& ctx,

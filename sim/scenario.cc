@@ -31,6 +31,9 @@ struct Swarm {
 constexpr std::uint32_t swarm_family_on_ppm = 750'000;
 constexpr std::uint32_t disk_loss_on_ppm = 350'000;  // a disk loss weakens C4/C5 (checker.cc)
 constexpr std::uint32_t corrupt_on_ppm = 300'000;
+constexpr std::uint32_t kept_down_seeds_ppm = 200'000;  // liveness with a core
+constexpr std::uint32_t burst_seeds_ppm = 200'000;  // seeds with bursts
+constexpr std::uint32_t burst_op_ppm = 300'000;     // in them, an operation repeats the last one's key
 
 Swarm make_swarm(Rng& rng) {
   auto on = [&rng](std::uint32_t ppm = swarm_family_on_ppm) { return rng.chance_ppm(ppm); };
@@ -265,6 +268,26 @@ Scenario make_scenario(std::uint64_t seed) {
   make_bridges(bridge_rng, s.knobs, hot, swarm);
   Rng bridge_fault_rng = root.child("bridge-faults");
   make_bridge_faults(bridge_fault_rng, s.knobs, s.faults, span_ms);
+  // Liveness with a core (its own stream): one node, or two of a larger cluster, stays down after
+  // the heal; the rest must still fall quiet, converge and serve every key.
+  Rng liveness_rng = root.child("liveness");
+  if (liveness_rng.chance_ppm(kept_down_seeds_ppm)) {
+    const std::uint32_t down =
+        s.knobs.nodes >= 5 && s.knobs.replicas >= 3 && liveness_rng.chance_ppm(300'000) ? 2 : 1;
+    for (NodeId n : random_group(liveness_rng, s.knobs.nodes, down)) {
+      s.knobs.kept_down_mask |= std::uint64_t{1} << (n - 1);
+    }
+    // Half of them die mid-run, so that hints for them pile up while the workload goes on; and
+    // half deliver few hints per round, so that hints that can never be delivered must not
+    // starve the rest.
+    if (liveness_rng.chance_ppm(500'000)) {
+      s.knobs.kept_down_at_ms = liveness_rng.between(span_ms / 3, span_ms);
+    }
+    if (liveness_rng.chance_ppm(500'000)) {
+      s.knobs.hint_deliveries_per_interval_max =
+          std::min<std::uint64_t>(s.knobs.hint_deliveries_per_interval_max, liveness_rng.between(1, 4));
+    }
+  }
   // Damaged frames (a family of its own, from its own stream like the bridges): a bit flipped
   // on the wire, which the peer codec's checksum must refuse.
   Rng wire_rng = root.child("wire");
@@ -292,6 +315,24 @@ Scenario make_scenario(std::uint64_t seed) {
       op.key = hot + c;
       auto& ops = s.clients[shape_rng.below(clients)];
       ops.insert(ops.begin() + static_cast<std::ptrdiff_t>(shape_rng.below(ops.size() + 1)), op);
+    }
+  }
+  // Bursts (some seeds): a client writes one key through one coordinator several times back to
+  // back, as read-modify-write loops do, so that a node gets a newer write of a key while its
+  // last one is still on its way to a replica or to PostgreSQL. From a stream of their own, so
+  // other seeds keep their workload.
+  Rng burst_rng = root.child("bursts");
+  if (burst_rng.chance_ppm(burst_seeds_ppm)) {
+    for (auto& ops : s.clients) {
+      for (std::size_t i = 1; i < ops.size(); ++i) {
+        if (!burst_rng.chance_ppm(burst_op_ppm) || ops[i - 1].key >= hot || ops[i].key >= hot) {
+          continue;  // cold keys keep their one write
+        }
+        ops[i].op = OpType::put;
+        ops[i].key = ops[i - 1].key;
+        ops[i].coordinator = ops[i - 1].coordinator;
+        ops[i].think_ms = 0;
+      }
     }
   }
   return s;

@@ -17,6 +17,7 @@
 // is range-checked here and every error names its line.
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <charconv>
 #include <cstdint>
 #include <exception>
@@ -95,6 +96,8 @@ constexpr std::array knob_specs{
              std::numeric_limits<std::uint64_t>::max()},
     KnobSpec{"value_bytes_max", &Knobs::value_bytes_max, 0, value_bytes_limit},
     KnobSpec{"quiet_ms", &Knobs::quiet_ms, 0, time_ms_max},
+    KnobSpec{"kept_down_mask", &Knobs::kept_down_mask, 0, std::numeric_limits<std::uint64_t>::max()},
+    KnobSpec{"kept_down_at_ms", &Knobs::kept_down_at_ms, 0, time_ms_max},
     KnobSpec{"client_timeout_ms", &Knobs::client_timeout_ms, 1, time_ms_max},
     KnobSpec{"pg_mode", &Knobs::pg_mode, 0, 2},
     KnobSpec{"legacy", &Knobs::legacy, 0, 1},
@@ -511,6 +514,13 @@ std::string Parser::close_preamble() {
   }
   if (k.write_quorum > k.replicas) {
     return exceeds("write_quorum", k.write_quorum, "replicas", k.replicas);
+  }
+  if (k.nodes < 64 && k.kept_down_mask >> k.nodes) {
+    return "knob kept_down_mask names a node above nodes (" + std::to_string(k.nodes) + ")";
+  }
+  if (const auto down = static_cast<std::uint32_t>(std::popcount(k.kept_down_mask));
+      down > 0 && down >= k.replicas) {
+    return exceeds("kept_down_mask's node count", down, "replicas - 1", k.replicas - 1);
   }
   auto per_node = [&k](std::string_view name, std::size_t line, std::size_t size) {
     return "knob " + str(name) + " (line " + std::to_string(line) + ") has " +

@@ -68,6 +68,11 @@ struct Knobs {
 
   // Timeline
   std::uint64_t quiet_ms = 10000;        // after healing, before the final reads
+  // Liveness with a core (TigerBeetle's VOPR): the nodes of this mask (bit i: node i+1) stay
+  // down after the heal, and only the others must fall quiet, converge and serve every key.
+  // At most replicas - 1 of them, so that every key keeps a replica in the core.
+  std::uint64_t kept_down_mask = 0;
+  std::uint64_t kept_down_at_ms = 0;  // they die for good then (0, or after the workload: at the heal)
   std::uint64_t client_timeout_ms = 5000;
 
   // Bridges: PostgreSQL (write-through, lookup) and the legacy API, modelled as services with

@@ -168,12 +168,19 @@ void World::maybe_heal() {
 // The fault phase is over: links are restored and unclogged, crashed nodes restart, the network
 // stops losing and duplicating. Clocks stay skewed (and stepped). The cluster must now fall
 // quiet by itself, within a bound (liveness, in the manner of TigerBeetle's VOPR).
+//
+// Liveness mode (knob kept_down_mask): those nodes crash now, if they are up, and stay down; the
+// others, a core, are healed as above and must do the same without them.
 void World::heal() {
   faults_active_ = false;
   blocked_.clear();
   pg_down_ = legacy_down_ = 0;
   for (Node& n : nodes_) {
     n.clogged_until_us = 0;
+    if ((sc_.knobs.kept_down_mask >> (n.id - 1)) & 1) {
+      die(n);
+      continue;
+    }
     if (!n.up) boot(n);
   }
   healed_at_us_ = now_us_;
@@ -181,21 +188,34 @@ void World::heal() {
   schedule(now_us_ + quiet_poll_ms * 1000, Ev::quiet_poll, 0);
 }
 
+void World::die(Node& n) {
+  if (n.kept_down) return;
+  probe("kept_down_after_heal");
+  kept_down_.insert(n.id);
+  n.kept_down = true;
+  if (n.up) crash(n, 0);
+}
+
 // Quiet: every node up, no hint held, no request in flight, no write-behind queued, no bridge
-// call or peer message on its way.
+// call or peer message on its way. In liveness mode the nodes kept down are left out, with the
+// hints for them (never deliverable) and the messages to them (the core keeps trying).
 std::string World::still_busy() const {
-  std::size_t hints = 0, requests = 0, queued = 0;
+  std::size_t hints = 0, requests = 0, queued = 0, messages = 0;
   for (const Node& n : nodes_) {
+    if (n.kept_down) continue;
     if (!n.up) return "n" + std::to_string(n.id) + " is down";
-    hints += n.replica->state().hints.size();
+    for (const auto& [hint_key, record] : n.replica->state().hints.hints()) {
+      hints += !kept_down_.contains(hint_key.first);
+    }
     requests += n.replica->requests_in_flight();
     queued += n.replica->pg_queue_size();
   }
-  if (hints + requests + queued + bridge_in_flight_.size() + in_flight_.size() == 0) return {};
+  for (const auto& [id, frame] : in_flight_) messages += !kept_down_.contains(frame.to);
+  if (hints + requests + queued + bridge_in_flight_.size() + messages == 0) return {};
   return std::to_string(hints) + " hint(s) held, " + std::to_string(requests) +
          " request(s) in flight, " + std::to_string(queued) + " key(s) queued for PostgreSQL, " +
          std::to_string(bridge_in_flight_.size()) + " bridge call(s) and " +
-         std::to_string(in_flight_.size()) + " message(s) under way";
+         std::to_string(messages) + " message(s) under way";
 }
 
 void World::poll_quiet() {
@@ -248,8 +268,21 @@ void World::check_at_quiet() {
       }
     }
   }
+  // Liveness mode: hints held by a node kept down died with it, for core replicas too; those are
+  // every key it coordinated a write of, or was sent a hint for.
+  for (NodeId down : kept_down_) {
+    auto exempt = [&](const std::string& key, const char* why) {
+      if (raw_exempt_.insert(key).second) raw_exempt_why_[key] = "n" + std::to_string(down) + why;
+    };
+    for (const Op& op : history_) {
+      if (op.coordinator == down && op.op != OpType::get) exempt(op.key, ", kept down, coordinated a write of it");
+    }
+    if (auto it = hinted_to_.find(down); it != hinted_to_.end()) {
+      for (const std::string& key : it->second) exempt(key, ", kept down, held a hint for it");
+    }
+  }
   probe("quiet_check_key_exempt", raw_exempt_.size());
-  CheckContext ctx{sc_.seed, k.replicas, k.sloppy_quorum, {}, &ring_, disk_losses_};
+  const CheckContext ctx = check_context();
   std::vector<const Replica*> replicas;
   for (const Node& n : nodes_) replicas.push_back(n.up ? &*n.replica : nullptr);
   for (Violation& v : check_replicas_at_quiet(replicas, history_, sc_.keys, ctx, raw_exempt_)) {
@@ -273,18 +306,23 @@ void World::next_final_read() {
     finished_ = true;
     return;
   }
+  // R = N, or in liveness mode R = the key's replicas in the core, through a node of the core.
   ClientOp op;
   op.op = OpType::get;
   op.r = sc_.knobs.replicas;
-  op.coordinator = static_cast<NodeId>(1 + (final_key_ + final_attempts_) % sc_.knobs.nodes);
+  for (NodeId n : ring_.preference_list(key_name(final_key_), sc_.knobs.replicas)) {
+    op.r -= kept_down_.contains(n);
+  }
+  std::vector<NodeId> core;
+  for (const Node& n : nodes_) {
+    if (!n.kept_down) core.push_back(n.id);
+  }
+  op.coordinator = core[(final_key_ + final_attempts_) % core.size()];
   issue(reader, op, true, final_key_);
 }
 
 void World::final_check() {
-  CheckContext ctx{sc_.seed, sc_.knobs.replicas, sc_.knobs.sloppy_quorum, {}, &ring_, disk_losses_};
-  for (std::uint32_t k = 0; k < sc_.keys; ++k) {
-    if (auto v = legacy_value(key_name(k))) ctx.legacy[key_name(k)] = *v;
-  }
+  const CheckContext ctx = check_context();
   for (Violation& v : check_history(history_, ctx)) result_.violations.push_back(std::move(v));
   std::vector<const Replica*> replicas;
   for (const Node& n : nodes_) replicas.push_back(n.up ? &*n.replica : nullptr);

@@ -25,7 +25,7 @@ std::uint64_t mix(std::uint64_t h, std::uint64_t v) {
 const char* event_name(int kind) {
   static const char* names[] = {"deliver", "tick", "fsync", "client", "client-timeout",
                                 "fault", "fault-end", "restart", "heal", "final-reads",
-                                "final-check", "bridge", "quiet-poll"};
+                                "final-check", "bridge", "quiet-poll", "die"};
   return names[kind];
 }
 
@@ -75,7 +75,7 @@ const std::vector<std::string_view>& probe_names() {
         "bridge_error", "bridge_reply_lost", "client_timeout", "clock_step_backward",
         "clock_step_forward", "clog", "cluster_wipe", "crash", "crash_after_ack",
         "crash_lost_unsynced", "crash_torn_garbage", "disk_loss", "frame_damaged", "frame_refused",
-        "fsync_slow",
+        "fsync_slow", "kept_down_after_heal",
         "legacy_outage", "message_clogged", "message_dropped", "message_duplicated",
         "message_long_tail", "message_partitioned", "partition", "partition_one_way",
         "pg_async_lost_in_crash", "pg_outage", "power_loss", "quiet_check_key_exempt",
@@ -135,6 +135,9 @@ RunResult World::run() {
     if (!sc_.clients[c].empty()) {
       schedule(sc_.clients[c][0].think_ms * 1000, Ev::client_next, 0, c);
     }
+  }
+  if (sc_.knobs.kept_down_mask && sc_.knobs.kept_down_at_ms) {
+    schedule(sc_.knobs.kept_down_at_ms * 1000, Ev::die, 0);
   }
   maybe_heal();  // a scenario without operations heals at once
   while (!queue_.empty() && !finished_) {
@@ -281,7 +284,7 @@ void World::step(const Event& e) {
     }
     case Ev::restart: {
       Node& n = node(e.node);
-      if (n.up || n.incarnation != e.a) return;
+      if (n.up || n.incarnation != e.a || n.kept_down) return;
       trace(e, "");
       return boot(n);
     }
@@ -290,6 +293,12 @@ void World::step(const Event& e) {
     case Ev::final_check: trace(e, ""); return final_check();
     case Ev::bridge_reply: return on_bridge_reply(e.a);
     case Ev::quiet_poll: return poll_quiet();
+    case Ev::die:
+      trace(e, "dies for good");
+      for (Node& n : nodes_) {
+        if ((sc_.knobs.kept_down_mask >> (n.id - 1)) & 1) die(n);
+      }
+      return;
   }
 }
 
@@ -715,6 +724,10 @@ void World::send(const Message& m) {
     if (leaves > now_us_) probe("message_clogged");
     const std::uint64_t id = seq_;
     Frame f{c + 1 < copies ? frame : std::move(frame)};
+    f.from_incarnation = node(m.from).incarnation;
+    f.to_incarnation = node(m.to).incarnation;
+    f.to_was_up = node(m.to).up;
+    f.to = m.to;
     if (faults_active_ && k.corrupt_ppm && wire_rng_.chance_ppm(k.corrupt_ppm)) {
       const std::uint64_t bit = wire_rng_.below(f.bytes.size() * 8);
       f.bytes[bit / 8] = static_cast<char>(f.bytes[bit / 8] ^ (1 << (bit % 8)));
@@ -760,14 +773,24 @@ void World::on_deliver(std::uint64_t message_id) {
     return;
   }
   trace_hash_ = mix(trace_hash_, digest(m));
+  // As kvnode's peer links carry it: a frame sent to a live process travels on a TCP connection
+  // to that process, and if the receiver crashed since, the connection died with it and the
+  // restarted process never sees the frame. A frame for a peer that was down waits in the
+  // sender's queue and goes out when the link reconnects, unless the sender died meanwhile
+  // and its queue with it.
   Node& n = node(m.to);
-  const bool lost = !n.up || blocked(m.from, m.to);
+  const bool restarted = frame.to_was_up ? n.incarnation != frame.to_incarnation
+                                         : node(m.from).incarnation != frame.from_incarnation;
+  const bool lost = !n.up || restarted || blocked(m.from, m.to);
   if (options_.trace_line) {
     trace(Event{now_us_, 0, Ev::deliver, 0, 0, 0}, describe(m) + (lost ? " (lost)" : ""));
   }
   if (lost) {
     mark(Mark::Kind::lost, m.to, m.from, frame.mark_id,
-         [&] { return n.up ? "cut off by a partition" : "its node is down"; });
+         [&] { return !n.up ? "its node is down"
+                      : restarted ? (frame.to_was_up ? "its node restarted since it was sent"
+                                                     : "its sender died with it queued")
+                                  : "cut off by a partition"; });
     return;
   }
   mark(Mark::Kind::arrive, m.to, m.from, frame.mark_id);
@@ -848,6 +871,9 @@ void World::observe_delivered(const Message& m) {
   std::visit(
       [&](const auto& b) {
         using T = std::decay_t<decltype(b)>;
+        if constexpr (std::is_same_v<T, WriteReq>) {
+          if (b.hint_for != 0) hinted_to_[m.to].insert(b.key);  // it holds a hint for the key
+        }
         if constexpr (std::is_same_v<T, ReadResp> || std::is_same_v<T, WriteAck>) {
           auto it = by_internal_.find({m.to, b.req});
           if (it == by_internal_.end()) return;
@@ -868,6 +894,14 @@ void World::observe_delivered(const Message& m) {
         }
       },
       m.body);
+}
+
+CheckContext World::check_context() const {
+  CheckContext ctx{sc_.seed, sc_.knobs.replicas, sc_.knobs.sloppy_quorum, {}, &ring_, disk_losses_, kept_down_};
+  for (std::uint32_t k = 0; k < sc_.keys; ++k) {
+    if (auto v = legacy_value(key_name(k))) ctx.legacy[key_name(k)] = *v;
+  }
+  return ctx;
 }
 
 // The replica's counters die with it: fold them into the run's probes first.

@@ -46,6 +46,7 @@ class World {
   enum class Ev : std::uint8_t {
     deliver, tick, fsync_done, client_next, client_timeout,
     fault_start, fault_end, restart, heal, final_reads, final_check, bridge_reply, quiet_poll,
+    die,
   };
   struct Event {
     std::uint64_t at_us;
@@ -81,6 +82,7 @@ class World {
     std::uint64_t clock_stepped_back_ms = 0;       // the sum of its backward steps so far
     std::uint64_t clogged_until_us = 0;            // its links hold messages until then
     std::vector<std::uint64_t> crashed_at_us;      // every crash and disk loss, in true time
+    bool kept_down = false;  // liveness mode: crashed at the heal, never restarted
   };
   // A bridge call on its way to a service: what the service will do is decided when it is made.
   struct BridgeInFlight {
@@ -137,6 +139,7 @@ class World {
   void on_client_timeout(std::size_t index);
   void maybe_heal();
   void heal();
+  void die(Node& n);  // liveness mode: n crashes, if it is up, and never restarts
   void poll_quiet();
   std::string still_busy() const;  // what keeps the cluster from being quiet; empty: quiet
   void check_at_quiet();
@@ -172,11 +175,15 @@ class World {
   std::uint64_t seq_ = 0;
   std::uint64_t trace_hash_ = 0;
   std::vector<Node> nodes_;
-  // Messages on the wire, as the peer codec's frames; looked up by id, never iterated.
+  // Messages on the wire, as the peer codec's frames; looked up by id, iterated only to count.
   struct Frame {
     std::string bytes;
     bool damaged = false;  // a bit was flipped on the way: the decoder must refuse it
     std::uint64_t mark_id = 0;  // pairs its send and arrival marks (only if marks are made)
+    // The processes at both ends when it was sent, and whether the receiver was up then.
+    std::uint64_t from_incarnation = 0, to_incarnation = 0;
+    bool to_was_up = false;
+    NodeId to = 0;
   };
   std::uint64_t marked_messages_ = 0;
   std::unordered_map<std::uint64_t, Frame> in_flight_;
@@ -202,6 +209,9 @@ class World {
   std::set<std::string> raw_exempt_;  // keys the checks at quiet skip, with the reason below
   std::map<std::string, std::string> raw_exempt_why_;
   std::set<std::size_t> pg_exempt_;   // async writes whose coordinator died with them queued
+  std::set<NodeId> kept_down_;        // liveness mode, from the heal on
+  std::map<NodeId, std::set<std::string>> hinted_to_;  // keys each node was sent hints for
+  CheckContext check_context() const;
   std::uint64_t healed_at_us_ = 0;
   std::uint32_t final_key_ = 0;       // the key the final reader is reading
   std::uint32_t final_attempts_ = 0;  // attempts at final_key_

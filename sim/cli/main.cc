@@ -25,21 +25,25 @@ seeded, single-threaded simulation of a whole cluster: a network that loses, dup
 reorders, delays and clogs messages, each sent as the peer codec's frame and now and then
 damaged on the way; partitions, both ways and one way; crashes and power losses that tear the
 unsynced tail of the write-ahead log, and disks lost whole; slow disks; skewed, drifting and
-stepped clocks; a slow or failing PostgreSQL and legacy API. Clients run gets, puts and deletes against it, and a checker
-verifies the consistency contract (DESIGN.md, C1-C9). Checked:
-  C1  after the cluster heals and goes quiet, a read sees the newest acknowledged write
+stepped clocks; a slow or failing PostgreSQL and legacy API. Clients run gets, puts and deletes
+against it, and a checker verifies the consistency contract (DESIGN.md, C1-C9). Checked:
+  C1  after the cluster heals and goes quiet, a read sees the newest acknowledged write; and at
+      quiet, before any read, every replica of a key holds it
   C2  after quiet, every key's replicas hold the same record and no hint is left
   C3  a read returns what some put wrote (or the legacy API served), never invented or torn
       data; a restarted node recovers only what was written
-  C4  where R + W > N (strict quorums), a read that starts after an acknowledged write sees it
-      or newer
+  C4  where R + W > N (strict quorums) or where the quorums met on the wire, a read that starts
+      after an acknowledged write sees it or newer
   C5  a write that starts after another was acknowledged gets a greater version
   C7  a value hydrated from the legacy API never wins over a newer client write
 and the store's invariants: the replicas' own checks after every input, recovery from whatever
-the disk kept, no request answered twice, in PostgreSQL sync mode every acknowledged write in
-PostgreSQL (in async mode, nothing left queued after quiet), and every run finishing.
-Not checked, as the store does not have the features yet: C6 (no resurrection after tombstones
-are collected), C8 (expiry), C9 (counters).
+the disk kept, a snapshot recovering to the state it was taken from, no request answered twice,
+replies at least as new as what their coordinator heard, replicas and clients' reads never going
+back, every frame decoding to the message sent, PostgreSQL read back holding every acknowledged
+write (in sync mode, from the moment of the acknowledgement), and liveness: after the heal the
+cluster falls quiet within a bound, and in some seeds a core of it must do so with the other
+nodes dead for good. Not checked, as the store does not have the features yet: C6 (no
+resurrection after tombstones are collected), C8 (expiry), C9 (counters).
 The seed decides everything (cluster size, quorums, timers, fault rates, faults, workload), so
 every failure replays exactly, on any machine.
 

@@ -29,7 +29,9 @@ fi
 # (only what it touches recompiles) and reverted, so that a variant costs seconds, not a build.
 tree="$work/src"
 build="$work/build"
-rm -rf "$tree" && mkdir -p "$tree"
+# The build starts afresh too: the copy keeps the source's file times, so objects left by an
+# earlier run (of a patched file) would look newer than the sources and never be rebuilt.
+rm -rf "$tree" "$build" && mkdir -p "$tree"
 tar -C "$src" --exclude='./build*' --exclude='./data' --exclude='./.git' -cf - . | tar -C "$tree" -xf -
 
 failed=0
