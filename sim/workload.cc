@@ -286,7 +286,7 @@ void World::check_at_quiet() {
   std::vector<const Replica*> replicas;
   for (const Node& n : nodes_) replicas.push_back(n.up ? &*n.replica : nullptr);
   for (Violation& v : check_replicas_at_quiet(replicas, history_, sc_.keys, ctx, raw_exempt_)) {
-    result_.violations.push_back(std::move(v));
+    violation(std::move(v.property), std::move(v.detail));
   }
 }
 
@@ -323,11 +323,13 @@ void World::next_final_read() {
 
 void World::final_check() {
   const CheckContext ctx = check_context();
-  for (Violation& v : check_history(history_, ctx)) result_.violations.push_back(std::move(v));
+  for (Violation& v : check_history(history_, ctx)) {
+    violation(std::move(v.property), std::move(v.detail));
+  }
   std::vector<const Replica*> replicas;
   for (const Node& n : nodes_) replicas.push_back(n.up ? &*n.replica : nullptr);
   for (Violation& v : check_convergence(replicas, sc_.keys, ctx)) {
-    result_.violations.push_back(std::move(v));
+    violation(std::move(v.property), std::move(v.detail));
   }
   check_bridges();
   for (const Node& n : nodes_) {

@@ -779,8 +779,10 @@ void World::on_deliver(std::uint64_t message_id) {
   // sender's queue and goes out when the link reconnects, unless the sender died meanwhile
   // and its queue with it.
   Node& n = node(m.to);
-  const bool restarted = frame.to_was_up ? n.incarnation != frame.to_incarnation
-                                         : node(m.from).incarnation != frame.from_incarnation;
+  const Node& sender = node(m.from);
+  const bool restarted = frame.to_was_up
+                             ? n.incarnation != frame.to_incarnation
+                             : !sender.up || sender.incarnation != frame.from_incarnation;
   const bool lost = !n.up || restarted || blocked(m.from, m.to);
   if (options_.trace_line) {
     trace(Event{now_us_, 0, Ev::deliver, 0, 0, 0}, describe(m) + (lost ? " (lost)" : ""));

@@ -200,23 +200,33 @@ class ProgressBar {
 // Runs `work` for every seed of `seeds` on `jobs` threads, each taking the next seed from a
 // shared counter. `report` is called on this thread, in seed order, as soon as every earlier
 // seed is done: output is the same whatever the thread count and timing, yet still streams.
-// Only outcomes that finished ahead of a slower seed wait in memory.
+// Only outcomes that finished ahead of a slower seed wait in memory. With `stop_at_failure`,
+// seeds after the lowest failing one are not needed: they are not started, and not reported
+// if they were. Returns how many seeds were reported (from the first, with no gap), so the
+// result does not depend on timing either.
 template <typename Outcome>
-void for_each_seed(const SeedRange& seeds, unsigned jobs, ProgressBar& bar,
-                   const std::function<Outcome(unsigned worker, std::uint64_t seed)>& work,
-                   const std::function<void(std::uint64_t seed, Outcome&)>& report) {
+std::uint64_t for_each_seed(const SeedRange& seeds, unsigned jobs, ProgressBar& bar,
+                            const std::function<Outcome(unsigned worker, std::uint64_t seed)>& work,
+                            const std::function<void(std::uint64_t seed, Outcome&)>& report,
+                            bool stop_at_failure = false) {
   const std::uint64_t count = seeds.count();
   std::mutex mutex;
   std::condition_variable wake;
   std::map<std::uint64_t, Outcome> finished;  // by index, until reported
   std::atomic<std::uint64_t> next{0}, done{0}, failed{0};
+  std::atomic<std::uint64_t> needed{count};  // indices from here on are not needed
 
   std::vector<std::jthread> threads;
   for (unsigned w = 0; w < jobs; ++w) {
     threads.emplace_back([&, w] {
-      for (std::uint64_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) {
+      for (std::uint64_t i = next.fetch_add(1); i < needed.load(); i = next.fetch_add(1)) {
         Outcome outcome = work(w, seeds.first + i);
-        if (outcome.failed()) failed.fetch_add(1);
+        if (outcome.failed()) {
+          failed.fetch_add(1);
+          for (std::uint64_t n = needed.load(); stop_at_failure && i + 1 < n;) {
+            if (needed.compare_exchange_weak(n, i + 1)) break;
+          }
+        }
         {
           const std::lock_guard lock(mutex);
           finished.emplace(i, std::move(outcome));
@@ -229,8 +239,10 @@ void for_each_seed(const SeedRange& seeds, unsigned jobs, ProgressBar& bar,
 
   std::uint64_t reported = 0;
   std::unique_lock lock(mutex);
-  auto ready = [&] { return !finished.empty() && finished.begin()->first == reported; };
-  while (reported < count) {
+  auto ready = [&] {
+    return reported < needed.load() && !finished.empty() && finished.begin()->first == reported;
+  };
+  while (reported < needed.load()) {
     wake.wait_for(lock, progress_interval_ms, ready);
     while (ready()) {
       Outcome outcome = std::move(finished.begin()->second);
@@ -246,6 +258,7 @@ void for_each_seed(const SeedRange& seeds, unsigned jobs, ProgressBar& bar,
   }
   lock.unlock();
   bar.clear();
+  return reported;
 }
 
 // ---- Scenario files ----

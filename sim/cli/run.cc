@@ -10,7 +10,7 @@ namespace kv::sim::cli {
 namespace {
 
 constexpr std::string_view help_run =
-    R"(Usage: kvsim run --seeds A-B [--jobs N] [--json] [--quiet] [--hashes]
+    R"(Usage: kvsim run --seeds A-B [--jobs N] [--json] [--quiet] [--hashes] [--first-failure]
 
 Runs the scenario of every seed from A to B (inclusive), each single-threaded, on N worker
 threads. Failing seeds are printed as they are found, in seed order:
@@ -20,6 +20,10 @@ then a summary: seeds, failures, wall time, seeds per second, simulated time and
 wall time, operations (invoked, ok, failed, unknown outcome), and the rare-path table: for each
 probe, how many seeds hit it and how many times in all. A probe no seed hit is a fault or code
 path this range of seeds did not test.
+
+With --first-failure it stops at the lowest failing seed: the seeds after it are not run (or
+not counted, if a worker had started them), so the summary covers seeds A to that one, the same
+seeds whatever the thread count.
 )";
 
 constexpr std::string_view help_run_after =
@@ -47,7 +51,9 @@ po::options_description run_options() {
      "no progress bar and no FAIL lines: only the summary, which lists failing seeds")
     ("hashes", po::bool_switch(),
      "also print \"trace-hash S H\" for every seed S, in seed order: the hash over its events "
-     "(as replay prints it), to compare the behaviour of two builds seed by seed");
+     "(as replay prints it), to compare the behaviour of two builds seed by seed")
+    ("first-failure", po::bool_switch(),
+     "stop at the lowest failing seed (the summary then covers the seeds up to it)");
   return d;
 }
 
@@ -56,8 +62,8 @@ struct ProbeTotal {
   std::uint64_t total = 0;
 };
 
-// What the summary adds up. Each worker keeps its own; they are merged once the workers are done.
-// Integer sums, so the result does not depend on which worker ran which seed.
+// What the summary adds up: each seed's, merged as it is reported (in seed order), so that only
+// the seeds reported count. Integer sums.
 struct Totals {
   std::uint64_t sim_time_us = 0;
   std::uint64_t ops_invoked = 0, ops_ok = 0, ops_failed = 0, ops_unknown = 0;
@@ -87,25 +93,28 @@ struct Totals {
 struct SeedOutcome {
   std::vector<Violation> violations;
   std::uint64_t trace_hash = 0;
+  Totals totals;
   bool failed() const { return !violations.empty(); }
 };
 
 struct RunSummary {
-  SeedRange seeds;
+  SeedRange seeds;          // what was asked for
+  std::uint64_t run = 0;    // how many of them, from the first (fewer with --first-failure)
   std::vector<std::pair<std::uint64_t, std::vector<Violation>>> failing;  // in seed order
   bool failures_printed = false;  // as they were found, above the summary
   double wall_s = 0;
   Totals totals;
   std::vector<std::string> unhit_required;  // sometimes-assertions that failed
 
-  double seeds_per_s() const { return static_cast<double>(seeds.count()) / wall_s; }
+  double seeds_per_s() const { return static_cast<double>(run) / wall_s; }
   double sim_s() const { return static_cast<double>(totals.sim_time_us) / 1e6; }
 };
 
 void print_run_text(const RunSummary& s) {
   if (s.failures_printed) std::cout << '\n';
-  std::cout << "seeds       " << s.seeds.text() << ": " << s.seeds.count() << " run, "
-            << s.failing.size() << " failed\n";
+  std::cout << "seeds       " << s.seeds.text() << ": " << s.run << " run, "
+            << s.failing.size() << " failed"
+            << (s.run < s.seeds.count() ? " (stopped at the first failure)" : "") << '\n';
   if (!s.failing.empty()) {
     std::cout << "failing    ";
     for (const auto& f : s.failing) std::cout << ' ' << f.first;
@@ -152,7 +161,7 @@ void print_run_json(const RunSummary& s) {
     probes[name] = boost::json::object{{"seeds", p.seeds}, {"total", p.total}};
   }
   const boost::json::object out{
-      {"seeds", s.seeds.count()},
+      {"seeds", s.run},
       {"first_seed", s.seeds.first},
       {"last_seed", s.seeds.last},
       {"failures", s.failing.size()},
@@ -179,19 +188,21 @@ int cmd_run(const Args& args) {
   const bool json = args.has("json");
   const bool quiet = args.has("quiet");
   const bool hashes = args.has("hashes");
+  const bool first_failure = args.has("first-failure");
   if (json && hashes) throw UsageError("--hashes and --json cannot be combined");
 
-  std::vector<Totals> per_worker(jobs);
   ProgressBar bar(!quiet && stderr_is_terminal(), summary.seeds.count());
   const auto start = Clock::now();
-  for_each_seed<SeedOutcome>(
+  summary.run = for_each_seed<SeedOutcome>(
       summary.seeds, jobs, bar,
-      [&per_worker](unsigned worker, std::uint64_t seed) {
+      [](unsigned, std::uint64_t seed) {
         RunResult r = run_seed(seed);
-        per_worker[worker].add(r);
-        return SeedOutcome{std::move(r.violations), r.trace_hash};
+        SeedOutcome outcome{std::move(r.violations), r.trace_hash, {}};
+        outcome.totals.add(r);
+        return outcome;
       },
       [&](std::uint64_t seed, SeedOutcome& outcome) {
+        summary.totals.merge(outcome.totals);
         if (hashes) std::cout << "trace-hash " << seed << ' ' << hex16(outcome.trace_hash) << '\n';
         if (!outcome.failed()) return;
         if (!json && !quiet) {
@@ -202,12 +213,13 @@ int cmd_run(const Args& args) {
           summary.failures_printed = true;
         }
         summary.failing.emplace_back(seed, std::move(outcome.violations));
-      });
+      },
+      first_failure);
   summary.wall_s = std::max(seconds_since(start), 1e-9);
-  for (const Totals& t : per_worker) summary.totals.merge(t);
 
   // Sometimes-assertions (sim.h): enforced only where every seed they are promised for ran.
-  const bool covers = summary.seeds.first <= 1 && summary.seeds.last >= sometimes_seeds_last;
+  const bool covers = summary.seeds.first <= 1 &&
+                      summary.seeds.first + summary.run - 1 >= sometimes_seeds_last;
   std::vector<std::string> unhit;
   for (const auto& [name, p] : summary.totals.probes) {
     if (p.seeds == 0 && !probes_not_required().contains(name)) unhit.push_back(name);
