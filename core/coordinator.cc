@@ -130,7 +130,6 @@ void Coordinator::start_write(std::uint64_t req, Request& p, std::uint64_t now_m
     t.record.reset();
     ctx_.send(t.node, WriteReq{req, WriteKind::client, p.key, p.stamped, 0});
   }
-  p.pg_lookup_pending = false;  // sloppy mode writes without waiting for it
   if (pg == PgMode::sync) {
     p.pg_write_pending = true;  // the client waits for PostgreSQL too
     calls_.make(BridgeKind::pg_write, p.key, req, p.stamped);
@@ -212,8 +211,12 @@ void Coordinator::tick_request(std::uint64_t req, Request& p, std::uint64_t now_
   if (ctx_.config.sloppy_quorum && p.phase != Phase::read && !p.sloppy_tried &&
       now_ms >= p.phase_started_ms + ctx_.config.sloppy_after_ms) {
     if (p.phase == Phase::discover) {
-      // Sloppy mode prefers availability: write with whatever versions arrived so far.
-      start_write(req, p, now_ms);
+      // Sloppy mode prefers availability: write with whatever versions arrived so far. But in
+      // sync mode a key none of them holds is still looked up in PostgreSQL first, as with a
+      // majority: the write cannot be acknowledged without PostgreSQL anyway, and a stamp below
+      // the row's version (the cluster lost its disks, this clock is behind) would shadow the
+      // row from every later read, losing an acknowledged write.
+      if (!p.pg_lookup_pending) discovered(req, p, now_ms);
       return;
     }
     if (p.phase == Phase::resolve) return;
