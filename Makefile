@@ -13,12 +13,12 @@ help:
 	@echo "make build     configure and build everything into build/ (binaries in build/bin/)"
 	@echo "make cluster   deps, build, and a 3-node cluster on loopback (Ctrl-C stops it)"
 	@echo "make test      deps, build, then unit, property, simulation and teeth tests; then make"
-	@echo "               sanitize, and every fuzz target for 15 s (make fuzz FUZZ_SECONDS=15)"
+	@echo "               sanitize, and every fuzz target for 8 s (make fuzz FUZZ_SECONDS=8)"
 	@echo "make sim       kvsim run --seeds \$$(SEEDS) (default 1-1000)"
 	@echo "make soak      kvsim run --seeds 1-100000 (or SEEDS=A-B): the long run before a release"
 	@echo "make bench     redis-server and a 3-node cluster under the same load, side by side, and"
 	@echo "               write-through to PostgreSQL beside pgbench"
-	@echo "make sanitize  the unit tests and 150 seeds under AddressSanitizer + UBSan"
+	@echo "make sanitize  the unit tests and 100 seeds under AddressSanitizer + UBSan"
 	@echo "make fuzz      every libFuzzer target for \$$(FUZZ_SECONDS) s (default 180) on a copy of"
 	@echo "               fuzz/corpus/; FUZZ_SAVE=1 merges what it found back into the corpus"
 	@echo "make clean     remove the build trees"
@@ -36,7 +36,7 @@ cluster: build
 test: build
 	@cd build && ctest --output-on-failure --timeout 1500 -j 1
 	@$(MAKE) --no-print-directory sanitize
-	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15 FUZZ_SAVE=0
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=8 FUZZ_SAVE=0
 
 sim: build
 	@build/bin/kvsim run --seeds $(SEEDS)
@@ -54,7 +54,7 @@ sanitize: deps
 	@cmake --build --preset sanitize -j $(JOBS) --target core_tests net_tests kvsim
 	@build-sanitize/bin/core_tests
 	@build-sanitize/bin/net_tests
-	@build-sanitize/bin/kvsim run --seeds 1-150 --quiet
+	@build-sanitize/bin/kvsim run --seeds 1-100 --quiet
 
 fuzz-build: deps
 	@cmake --preset fuzz > /dev/null

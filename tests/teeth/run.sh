@@ -16,7 +16,7 @@ work=$2
 seeds=${3:-500}
 # Shrinking a bug's first failing seed is checked where it finishes within this bound (most take
 # seconds; a few need thousands of attempts, and the test must stay within make test's budget).
-shrink_seconds=${TEETH_SHRINK_SECONDS:-10}
+shrink_seconds=${TEETH_SHRINK_SECONDS:-6}
 count_all=${TEETH_COUNT:-0}
 shift 3 2>/dev/null || shift $#
 mkdir -p "$work"
