@@ -177,7 +177,7 @@ void World::heal() {
   pg_down_ = legacy_down_ = 0;
   for (Node& n : nodes_) {
     n.clogged_until_us = 0;
-    if ((sc_.knobs.kept_down_mask >> (n.id - 1)) & 1) {
+    if (doomed(n)) {
       die(n);
       continue;
     }
@@ -191,7 +191,6 @@ void World::heal() {
 void World::die(Node& n) {
   if (n.kept_down) return;
   probe("kept_down_after_heal");
-  kept_down_.insert(n.id);
   n.kept_down = true;
   if (n.up) crash(n, 0);
 }
@@ -205,12 +204,12 @@ std::string World::still_busy() const {
     if (n.kept_down) continue;
     if (!n.up) return "n" + std::to_string(n.id) + " is down";
     for (const auto& [hint_key, record] : n.replica->state().hints.hints()) {
-      hints += !kept_down_.contains(hint_key.first);
+      hints += !node(hint_key.first).kept_down;
     }
     requests += n.replica->requests_in_flight();
     queued += n.replica->pg_queue_size();
   }
-  for (const auto& [id, frame] : in_flight_) messages += !kept_down_.contains(frame.to);
+  for (const auto& [id, frame] : in_flight_) messages += !node(frame.to).kept_down;
   if (hints + requests + queued + bridge_in_flight_.size() + messages == 0) return {};
   return std::to_string(hints) + " hint(s) held, " + std::to_string(requests) +
          " request(s) in flight, " + std::to_string(queued) + " key(s) queued for PostgreSQL, " +
@@ -270,7 +269,9 @@ void World::check_at_quiet() {
   }
   // Liveness mode: hints held by a node kept down died with it, for core replicas too; those are
   // every key it coordinated a write of, or was sent a hint for.
-  for (NodeId down : kept_down_) {
+  for (const Node& dead : nodes_) {
+    if (!dead.kept_down) continue;
+    const NodeId down = dead.id;
     auto exempt = [&](const std::string& key, const char* why) {
       if (raw_exempt_.insert(key).second) raw_exempt_why_[key] = "n" + std::to_string(down) + why;
     };
@@ -311,7 +312,7 @@ void World::next_final_read() {
   op.op = OpType::get;
   op.r = sc_.knobs.replicas;
   for (NodeId n : ring_.preference_list(key_name(final_key_), sc_.knobs.replicas)) {
-    op.r -= kept_down_.contains(n);
+    op.r -= node(n).kept_down;
   }
   std::vector<NodeId> core;
   for (const Node& n : nodes_) {

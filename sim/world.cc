@@ -296,7 +296,7 @@ void World::step(const Event& e) {
     case Ev::die:
       trace(e, "dies for good");
       for (Node& n : nodes_) {
-        if ((sc_.knobs.kept_down_mask >> (n.id - 1)) & 1) die(n);
+        if (doomed(n)) die(n);
       }
       return;
   }
@@ -899,7 +899,10 @@ void World::observe_delivered(const Message& m) {
 }
 
 CheckContext World::check_context() const {
-  CheckContext ctx{sc_.seed, sc_.knobs.replicas, sc_.knobs.sloppy_quorum, {}, &ring_, disk_losses_, kept_down_};
+  CheckContext ctx{sc_.seed, sc_.knobs.replicas, sc_.knobs.sloppy_quorum, {}, &ring_, disk_losses_, {}};
+  for (const Node& n : nodes_) {
+    if (n.kept_down) ctx.kept_down.insert(n.id);
+  }
   for (std::uint32_t k = 0; k < sc_.keys; ++k) {
     if (auto v = legacy_value(key_name(k))) ctx.legacy[key_name(k)] = *v;
   }

@@ -105,6 +105,7 @@ class World {
   void trace(const Event& e, const std::string& what);
   std::uint64_t local_ms(NodeId node) const;
   Node& node(NodeId id) { return nodes_[id - 1]; }
+  const Node& node(NodeId id) const { return nodes_[id - 1]; }
 
   // Processes and disks
   void boot(Node& n);
@@ -140,6 +141,7 @@ class World {
   void maybe_heal();
   void heal();
   void die(Node& n);  // liveness mode: n crashes, if it is up, and never restarts
+  bool doomed(const Node& n) const { return (sc_.knobs.kept_down_mask >> (n.id - 1)) & 1; }
   void poll_quiet();
   std::string still_busy() const;  // what keeps the cluster from being quiet; empty: quiet
   void check_at_quiet();
@@ -209,7 +211,6 @@ class World {
   std::set<std::string> raw_exempt_;  // keys the checks at quiet skip, with the reason below
   std::map<std::string, std::string> raw_exempt_why_;
   std::set<std::size_t> pg_exempt_;   // async writes whose coordinator died with them queued
-  std::set<NodeId> kept_down_;        // liveness mode, from the heal on
   std::map<NodeId, std::set<std::string>> hinted_to_;  // keys each node was sent hints for
   CheckContext check_context() const;
   std::uint64_t healed_at_us_ = 0;
