@@ -1,5 +1,5 @@
 # Thin wrapper over CMake presets. `make test` is what CI runs; `make sim` runs the seeds.
-.PHONY: all deps build test sim soak bench clean help sanitize cluster fuzz fuzz-build
+.PHONY: all deps build test sim soak bench restore-bench clean help sanitize cluster fuzz fuzz-build
 
 JOBS ?= $(shell nproc)
 SEEDS ?= 1-1000
@@ -18,6 +18,8 @@ help:
 	@echo "make soak      kvsim run --seeds 1-100000 (or SEEDS=A-B): the long run before a release"
 	@echo "make bench     redis-server and a 3-node cluster under the same load, side by side, and"
 	@echo "               write-through to PostgreSQL beside pgbench"
+	@echo "make restore-bench  a node of a 3-node cluster wiped and refilled by anti-entropy alone:"
+	@echo "               100,000 keys (or KEYS=N), time and bytes"
 	@echo "make sanitize  the unit tests and 100 seeds under AddressSanitizer + UBSan"
 	@echo "make fuzz      every libFuzzer target for \$$(FUZZ_SECONDS) s (default 180) on a copy of"
 	@echo "               fuzz/corpus/; FUZZ_SAVE=1 merges what it found back into the corpus"
@@ -47,6 +49,10 @@ soak: build
 
 bench: build
 	@python3 scripts/bench.py --bin build/bin
+
+KEYS ?= 100000
+restore-bench: build
+	@python3 tests/integration/test_anti_entropy.py --bin build/bin --keys $(KEYS) --deadline 600
 
 # Only what runs here is built: the servers and the benchmark would double the build time.
 sanitize: deps

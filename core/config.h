@@ -29,6 +29,14 @@ struct ReplicaConfig {
   std::uint64_t hint_interval_ms = 400;     // how often held hints are offered to their targets
   std::uint64_t tick_interval_ms = 20;      // timer resolution while work is pending
 
+  // Anti-entropy (anti_entropy.h): every ae_interval_ms this node compares the ranges it shares
+  // with one peer (the next in turn) and the two push each other what the other lacks; 0 = off.
+  std::uint64_t ae_interval_ms = 1000;
+  std::uint64_t ae_bytes_per_s = 8u << 20;          // records pushed, key + value; 0 = no limit
+  std::size_t ae_message_bytes_max = 1u << 20;      // a key list or want list stops here
+  std::size_t ae_ranges_per_exchange_max = 4096;    // roots sent in one exchange
+  std::size_t ae_ranges_diff_max = 256;             // differing ranges answered in one exchange
+
   std::size_t key_bytes_max = 8 * 1024;
   std::size_t value_bytes_max = 1024 * 1024;
   std::size_t requests_in_flight_max = 10000;

@@ -6,6 +6,7 @@
 // replies can be recognised and ignored.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -67,6 +68,7 @@ enum class WriteKind : std::uint8_t {
   client = 1,         // a coordinator's write for a client
   repair = 2,         // read repair
   hint_delivery = 3,  // a held hint handed to its target
+  anti_entropy = 4,   // a record one replica of a range found the other lacking (anti_entropy.h)
 };
 struct WriteReq {
   std::uint64_t req = 0;
@@ -85,7 +87,66 @@ struct WriteAck {
 
   bool operator==(const WriteAck&) const = default;
 };
-using MessageBody = std::variant<ReadReq, ReadResp, WriteReq, WriteAck>;
+
+// Anti-entropy (core/anti_entropy.h): two replicas compare the hash trees of the ranges they
+// share, then the keys of the leaves that differ, and push each other what the other lacks (as
+// WriteReq kind anti_entropy).
+inline constexpr std::size_t ae_leaves = 16;  // leaves of one range's tree
+
+struct AeRangeRoot {
+  std::uint32_t range = 0;
+  std::uint64_t root = 0;
+  bool operator==(const AeRangeRoot&) const = default;
+};
+struct AeTreeReq {  // the initiator's roots, for ranges both replicate
+  std::uint64_t req = 0;
+  std::uint64_t ring = 0;  // Ring::fingerprint(): both must number the ranges alike
+  std::vector<AeRangeRoot> ranges;
+  bool operator==(const AeTreeReq&) const = default;
+};
+struct AeRangeLeaves {
+  std::uint32_t range = 0;
+  std::vector<std::uint64_t> leaves;  // exactly ae_leaves
+  bool operator==(const AeRangeLeaves&) const = default;
+};
+struct AeTreeResp {  // the responder's leaves of the ranges whose roots differ
+  std::uint64_t req = 0;
+  std::vector<AeRangeLeaves> ranges;
+  bool operator==(const AeTreeResp&) const = default;
+};
+struct AeBucket {  // one leaf of one range
+  std::uint32_t range = 0;
+  std::uint32_t leaf = 0;
+  // The keys listed: those after `after` (empty: from the first) up to `upto` (empty: to the
+  // last). A bucket too big for one message is listed in parts over several exchanges.
+  std::string after;
+  std::string upto;
+  bool operator==(const AeBucket&) const = default;
+};
+struct AeKeyVersion {
+  std::string key;
+  Version version;
+  std::uint64_t digest = 0;  // of the whole record: tells records apart that share a version
+  bool operator==(const AeKeyVersion&) const = default;
+};
+struct AeKeysReq {  // the initiator's keys in the leaves that differ
+  std::uint64_t req = 0;
+  std::vector<AeBucket> buckets;
+  std::vector<AeKeyVersion> keys;  // in key order
+  bool operator==(const AeKeysReq&) const = default;
+};
+struct AeKeysResp {  // the keys the responder wants pushed (it pushed its own newer ones)
+  std::uint64_t req = 0;
+  std::vector<std::string> want;
+  bool operator==(const AeKeysResp&) const = default;
+};
+
+using MessageBody = std::variant<ReadReq, ReadResp, WriteReq, WriteAck, AeTreeReq, AeTreeResp,
+                                 AeKeysReq, AeKeysResp>;
+
+// True for the messages of one key's request, false for anti-entropy's tree exchange.
+template <class T>
+inline constexpr bool keyed_message_v = requires(const T& t) { t.key; };
 
 struct Message {
   NodeId from = 0;

@@ -2,12 +2,14 @@
 // the role it is for, and drains the messages a node sends itself.
 #include "core/replica.h"
 
+#include <algorithm>
 #include <cassert>
 #include <deque>
 #include <type_traits>
 #include <utility>
 #include <variant>
 
+#include "core/anti_entropy.h"
 #include "core/bridge_calls.h"
 #include "core/context.h"
 #include "core/coordinator.h"
@@ -37,7 +39,8 @@ struct Replica::Roles {
         calls(ctx),
         queue(ctx, calls),
         misses(ctx, calls),
-        replica(ctx, misses),
+        ae(ctx, now_ms),
+        replica(ctx, misses, ae),
         hints(ctx, now_ms),
         coordinator(ctx, calls, queue, misses, replica) {}
 
@@ -45,6 +48,7 @@ struct Replica::Roles {
   BridgeCalls calls;
   WriteBehind queue;
   MissResolver misses;
+  AntiEntropy ae;
   ReplicaRole replica;
   HintDelivery hints;
   Coordinator coordinator;
@@ -79,6 +83,7 @@ void Replica::on_tick(std::uint64_t now_ms) {
   for (const BridgeReply& overdue : r.calls.overdue(now_ms)) on_bridge_reply(overdue, now_ms);
   r.misses.expire(now_ms);
   r.queue.pump(now_ms);
+  r.ae.tick(now_ms);
   drain_local(now_ms);
 }
 
@@ -122,6 +127,9 @@ Ready Replica::take_ready() {
       !roles_->queue.empty()) {
     ctx.ready.next_tick_ms = ctx.now_ms + ctx.config.tick_interval_ms;
   }
+  if (const auto ae = roles_->ae.next_round_ms()) {
+    ctx.ready.next_tick_ms = std::min(ctx.ready.next_tick_ms.value_or(*ae), std::max(*ae, ctx.now_ms));
+  }
   Ready out = std::move(ctx.ready);
   ctx.ready = Ready{};
   return out;
@@ -133,7 +141,13 @@ void Replica::dispatch(const Message& message, std::uint64_t now_ms) {
   std::visit(
       [&](const auto& body) {
         using T = std::decay_t<decltype(body)>;
-        if (body.key.empty() || body.key.size() > r.ctx.config.key_bytes_max) return;  // distrust
+        if constexpr (keyed_message_v<T>) {
+          if (body.key.empty() || body.key.size() > r.ctx.config.key_bytes_max) return;  // distrust
+        }
+        if constexpr (std::is_same_v<T, AeTreeReq>) r.ae.on_tree_req(from, body);
+        if constexpr (std::is_same_v<T, AeTreeResp>) r.ae.on_tree_resp(from, body);
+        if constexpr (std::is_same_v<T, AeKeysReq>) r.ae.on_keys_req(from, body);
+        if constexpr (std::is_same_v<T, AeKeysResp>) r.ae.on_keys_resp(from, body);
         if constexpr (std::is_same_v<T, ReadReq>) r.replica.on_read_req(from, body);
         if constexpr (std::is_same_v<T, ReadResp>) r.coordinator.on_read_resp(from, body, now_ms);
         if constexpr (std::is_same_v<T, WriteReq>) r.replica.on_write_req(from, body);
@@ -164,8 +178,11 @@ std::string Replica::check_invariants() const {
   if (broken.empty()) broken = r.queue.check_invariants();
   if (broken.empty()) broken = r.misses.check_invariants();
   if (broken.empty()) broken = r.calls.check_invariants();
+  if (broken.empty()) broken = r.ae.check_invariants();
   return broken;
 }
+
+std::string Replica::check_trees() const { return roles_->ae.check_trees(); }
 
 const DurableState& Replica::state() const { return roles_->ctx.state; }
 const ReplicaStats& Replica::stats() const { return roles_->ctx.stats; }

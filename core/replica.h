@@ -13,6 +13,10 @@
 // wins), keep hints for others when acting as a fallback (sloppy mode), answer reads; offer the
 // hints it keeps to their targets.
 //
+// Anti-entropy (anti_entropy.h): every ae_interval_ms the node compares the hash trees of the
+// ranges it shares with one peer, and the two push each other the records the other lacks, so
+// replicas converge, and a node that lost its disk is refilled, without any client read.
+//
 // Bridges (optional; bridge_calls.h, write_behind.h, miss_resolver.h, breaker.h): with
 // PostgreSQL on, the coordinator of a client write writes it to PostgreSQL, once (sync: the
 // client is answered only after W replicas and PostgreSQL have it; async: through a bounded
@@ -71,6 +75,9 @@ class Replica {
   // number of keys and requests, both small there); a driver that finds one broken must stop
   // the node.
   std::string check_invariants() const;
+  // Empty if anti-entropy's hash trees hold exactly the store's records (anti_entropy.h); linear
+  // in the store, so for tests and the simulator's checks at quiet, not for every input.
+  std::string check_trees() const;
 
   const DurableState& state() const;
   const ReplicaStats& stats() const;

@@ -13,17 +13,26 @@ void ReplicaRole::on_write_req(NodeId from, const WriteReq& m) {
   // A hint for a node outside this cluster (a peer configured with other members) could never
   // be delivered: refused, unacknowledged (found by fuzzing).
   if (m.hint_for != 0 && !ctx_.ring.contains(m.hint_for)) return;
+  const bool ae = m.kind == WriteKind::anti_entropy;
+  if (ae && (m.hint_for != 0 || !ae_.replicates(m.key))) {  // pushed to a node not its replica
+    ++ctx_.stats.ae_refused;
+    return;
+  }
   ctx_.hlc.observe(m.record.version);
   if (m.hint_for != 0 && m.hint_for != ctx_.config.self) {
     if (!store_hint(m.hint_for, m.key, m.record)) return;  // not kept: must not be acknowledged
-  } else if (ctx_.state.store.apply(m.key, m.record)) {
+  } else if (const Record* held = ctx_.state.store.find(m.key); held && compare(m.record, *held) <= 0) {
+    ++ctx_.stats.stale_writes_ignored;
+  } else {
+    const std::uint64_t before = ae_.digest_of(m.key);
+    ctx_.state.store.apply(m.key, m.record);
+    ae_.changed(m.key, before, m.record);
     ctx_.ready.persist.push_back(WalPut{m.key, m.record});
     ++ctx_.stats.records_applied;
+    if (ae) ++ctx_.stats.ae_records_applied;
     if (m.kind == WriteKind::client) misses_.forget(m.key);
-  } else {
-    ++ctx_.stats.stale_writes_ignored;
   }
-  ctx_.send(from, WriteAck{m.req, m.kind, m.key, m.record.version});
+  if (!ae) ctx_.send(from, WriteAck{m.req, m.kind, m.key, m.record.version});  // nobody waits for it
 }
 
 bool ReplicaRole::store_hint(NodeId target, const std::string& key, const Record& r) {

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "core/anti_entropy.h"
 #include "core/messages.h"
 #include "core/miss_resolver.h"
 
@@ -14,7 +15,8 @@ struct Context;
 
 class ReplicaRole {
  public:
-  ReplicaRole(Context& ctx, MissResolver& misses) : ctx_(ctx), misses_(misses) {}
+  ReplicaRole(Context& ctx, MissResolver& misses, AntiEntropy& ae)
+      : ctx_(ctx), misses_(misses), ae_(ae) {}
 
   void on_read_req(NodeId from, const ReadReq& m);
   void on_write_req(NodeId from, const WriteReq& m);
@@ -27,6 +29,7 @@ class ReplicaRole {
  private:
   Context& ctx_;
   MissResolver& misses_;
+  AntiEntropy& ae_;
 };
 
 }  // namespace kv

@@ -61,14 +61,39 @@ NodeId Ring::owner_of(std::uint64_t position) const {
   return it->node;
 }
 
+std::size_t Ring::first_token_at(std::uint64_t position) const {
+  const auto it = std::lower_bound(tokens_.begin(), tokens_.end(), Token{position, 0});
+  return it == tokens_.end() ? 0 : static_cast<std::size_t>(it - tokens_.begin());
+}
+
+std::size_t Ring::range_of(std::string_view key) const {
+  assert(!tokens_.empty());
+  return first_token_at(hash64(key));
+}
+
 std::vector<NodeId> Ring::preference_list(std::string_view key, std::size_t n) const {
+  if (tokens_.empty()) return {};
+  return walk(first_token_at(hash64(key)), n);
+}
+
+std::vector<NodeId> Ring::range_replicas(std::size_t range, std::size_t n) const {
+  assert(range < tokens_.size());
+  return walk(range, n);
+}
+
+std::uint64_t Ring::fingerprint() const {
+  std::uint64_t h = hash64(std::to_string(vnodes_per_node_));
+  for (const Token& t : tokens_) {
+    h = hash64(std::to_string(h) + "/" + std::to_string(t.position) + "/" + std::to_string(t.node));
+  }
+  return h;
+}
+
+std::vector<NodeId> Ring::walk(std::size_t start, std::size_t n) const {
   std::vector<NodeId> result;
   const std::size_t want = std::min(n, nodes_.size());
   if (want == 0) return result;
   result.reserve(want);
-
-  const auto start_it = std::lower_bound(tokens_.begin(), tokens_.end(), Token{hash64(key), 0});
-  const std::size_t start = static_cast<std::size_t>(start_it - tokens_.begin());
   const std::size_t token_count = tokens_.size();
 
   if (want <= linear_distinct_max) {

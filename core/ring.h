@@ -42,6 +42,16 @@ class Ring {
   // The node owning the first token at or after `position` (wrapping). REQUIRES: node_count() > 0.
   NodeId owner_of(std::uint64_t position) const;
 
+  // Ranges: range i is the arc of the ring that ends at token i, so every key of it has the same
+  // preference list. Anti-entropy compares replicas range by range.
+  std::size_t range_count() const { return tokens_.size(); }
+  // The range of `key`. REQUIRES: node_count() > 0.
+  std::size_t range_of(std::string_view key) const;
+  // The preference list of every key of range `range`. REQUIRES: range < range_count().
+  std::vector<NodeId> range_replicas(std::size_t range, std::size_t n) const;
+  // A hash of every token: two nodes with the same fingerprint number the same ranges alike.
+  std::uint64_t fingerprint() const;
+
  private:
   struct Token {
     std::uint64_t position;
@@ -50,6 +60,9 @@ class Ring {
       return position != o.position ? position < o.position : node < o.node;
     }
   };
+
+  std::size_t first_token_at(std::uint64_t position) const;
+  std::vector<NodeId> walk(std::size_t start, std::size_t n) const;
 
   std::uint32_t vnodes_per_node_;
   std::vector<NodeId> nodes_;   // ascending

@@ -35,6 +35,14 @@ struct ReplicaStats {
   std::uint64_t hydrations = 0;
   std::uint64_t breaker_opened = 0;
   std::uint64_t breaker_rejected = 0;
+  // Anti-entropy
+  std::uint64_t ae_exchanges = 0;
+  std::uint64_t ae_ranges_differing = 0;
+  std::uint64_t ae_records_pushed = 0;
+  std::uint64_t ae_bytes_pushed = 0;
+  std::uint64_t ae_records_applied = 0;
+  std::uint64_t ae_pushes_deferred = 0;
+  std::uint64_t ae_refused = 0;
 };
 
 struct StatField {
@@ -95,6 +103,20 @@ inline constexpr std::array replica_stat_fields = {
               "times the legacy API circuit breaker opened"},
     StatField{"breaker_rejected", &ReplicaStats::breaker_rejected,
               "reads failed at once because the legacy API circuit breaker was open"},
+    StatField{"ae_exchanges", &ReplicaStats::ae_exchanges,
+              "anti-entropy exchanges this node started with a peer"},
+    StatField{"ae_ranges_differing", &ReplicaStats::ae_ranges_differing,
+              "anti-entropy: ranges whose hash trees differed from a peer's"},
+    StatField{"ae_records_pushed", &ReplicaStats::ae_records_pushed,
+              "anti-entropy: records sent to a peer that lacked them"},
+    StatField{"ae_bytes_pushed", &ReplicaStats::ae_bytes_pushed,
+              "anti-entropy: bytes of key and value sent to peers"},
+    StatField{"ae_records_applied", &ReplicaStats::ae_records_applied,
+              "anti-entropy: records a peer sent that this node lacked"},
+    StatField{"ae_pushes_deferred", &ReplicaStats::ae_pushes_deferred,
+              "anti-entropy: records left for a later exchange by the bandwidth limit"},
+    StatField{"ae_refused", &ReplicaStats::ae_refused,
+              "anti-entropy: messages or records refused (another ring, a range not shared)"},
 };
 static_assert(replica_stat_fields.size() * sizeof(std::uint64_t) == sizeof(ReplicaStats),
               "every ReplicaStats member has its row in replica_stat_fields");

@@ -30,6 +30,11 @@ std::optional<Record> Store::get(std::string_view key) const {
   return it->second;
 }
 
+const Record* Store::find(std::string_view key) const {
+  auto it = records_.find(key);
+  return it == records_.end() ? nullptr : &it->second;
+}
+
 bool HintStore::add(NodeId target, const std::string& key, const Record& r) {
   auto [it, inserted] = hints_.try_emplace(HintKey{target, key}, r);
   if (inserted) return true;

@@ -29,6 +29,8 @@ class Store {
   // Merges `r` into the record of `key`. Returns true if the stored record changed.
   bool apply(const std::string& key, const Record& r);
   std::optional<Record> get(std::string_view key) const;
+  // The stored record of `key`, or null; valid until the next apply.
+  const Record* find(std::string_view key) const;
   // Every record, in key order.
   std::vector<const Entry*> sorted() const;
   // True if `pred` holds for some record. The visit is in no order, but only a yes or no leaves
@@ -39,6 +41,11 @@ class Store {
       if (pred(e)) return true;
     }
     return false;
+  }
+  // Every record, in no order: whatever the caller keeps of the visit, it must sort.
+  template <typename F>
+  void for_each(F f) const {
+    for (const Entry& e : records_) f(e);
   }
   std::size_t size() const { return records_.size(); }
   bool operator==(const Store& other) const { return records_ == other.records_; }

@@ -20,7 +20,10 @@
 //   6 restart    the node restarts from what it persisted (encoded and decoded as WAL records)
 //   7 duplicate  u8 index: a message delivered before, delivered again
 //   8 clock back u16 ms backwards (the node reads the wall clock, which may step back)
-// Besides check_invariants: every client request is answered at most once, and, once the
+//   9 ae         u8 shape and its fields: an anti-entropy message from a peer (tree roots, with
+//                this ring's fingerprint or another; leaves answering the node's last exchange
+//                or a stray one; a key list; a want list), ranges and leaves in and out of bounds
+// Besides check_invariants and check_trees: every client request is answered at most once, and, once the
 // program ends and the clock runs on, exactly once; every bridge call id is new; everything the
 // replica sends goes to another member and survives the codec.
 #include <algorithm>
@@ -124,7 +127,7 @@ class Harness {
   }
 
   void step(std::uint8_t op) {
-    switch (op % 9) {
+    switch (op % 10) {
       case 0: {
         std::string payload(in_.bytes(in_.u8()));
         std::string frame(peer_frame_header_bytes, '\0');
@@ -156,8 +159,55 @@ class Harness {
         deliver(m);
         break;
       }
-      default: now_ -= in_.u16(); replica_->on_tick(now_); break;
+      case 8: now_ -= in_.u16(); replica_->on_tick(now_); break;
+      default: anti_entropy(); break;
     }
+  }
+
+  void anti_entropy() {
+    const std::uint8_t shape = in_.u8();
+    Message m{other(shape >> 2), config_.self, {}};
+    const std::uint64_t req = (shape & 0x10) ? in_.u64() : last_ae_req_;
+    auto range = [&] { return static_cast<std::uint32_t>(in_.u16() % 512); };  // 192 exist
+    switch (shape & 3) {
+      case 0: {
+        AeTreeReq t{req, (shape & 0x20) ? in_.u64() : replica_->ring().fingerprint(), {}};
+        for (int n = in_.u8() % 8; n > 0; --n) t.ranges.push_back(AeRangeRoot{range(), in_.u8() < 64 ? 0 : in_.u64()});
+        m.body = std::move(t);
+        break;
+      }
+      case 1: {
+        AeTreeResp t{req, {}};
+        for (int n = in_.u8() % 4; n > 0; --n) {
+          AeRangeLeaves l{range(), std::vector<std::uint64_t>(ae_leaves, 0)};
+          for (std::uint64_t& leaf : l.leaves) leaf = in_.u8() < 200 ? 0 : in_.u64();
+          t.ranges.push_back(std::move(l));
+        }
+        m.body = std::move(t);
+        break;
+      }
+      case 2: {
+        AeKeysReq k{req, {}, {}};
+        for (int n = in_.u8() % 4; n > 0; --n) {
+          AeBucket b{range(), static_cast<std::uint32_t>(in_.u8() % ae_leaves), {}, {}};
+          if (in_.u8() & 1) b.after = key_from(in_);
+          if (in_.u8() & 1) b.upto = key_from(in_);
+          k.buckets.push_back(std::move(b));
+        }
+        for (int n = in_.u8() % 6; n > 0; --n) {
+          k.keys.push_back(AeKeyVersion{key_from(in_), version_from(in_, now_), in_.u64()});
+        }
+        m.body = std::move(k);
+        break;
+      }
+      default: {
+        AeKeysResp k{req, {}};
+        for (int n = in_.u8() % 6; n > 0; --n) k.want.push_back(key_from(in_));
+        m.body = std::move(k);
+        break;
+      }
+    }
+    deliver(m);
   }
 
   NodeId other(NodeId n) const {
@@ -201,7 +251,7 @@ class Harness {
     switch (shape & 3) {
       case 0: m.body = ReadReq{req, key}; break;
       case 1: {
-        WriteReq w{req, static_cast<WriteKind>(1 + in_.u8() % 3), key, {}, 0};
+        WriteReq w{req, static_cast<WriteKind>(1 + in_.u8() % 4), key, {}, 0};
         auto r = record_from(in_, now_);
         if (!r) break;
         w.record = *r;
@@ -295,6 +345,7 @@ class Harness {
               "a message the replica sent does not decode");
       if (const auto* rq = std::get_if<ReadReq>(&m.body)) last_req_ = rq->req;
       if (const auto* wq = std::get_if<WriteReq>(&m.body)) last_req_ = wq->req;
+      if (const auto* t = std::get_if<AeTreeReq>(&m.body)) last_ae_req_ = t->req;
       remember(sent_, m);
     }
     for (const ClientReply& r : ready.replies) {
@@ -314,6 +365,7 @@ class Harness {
 
   void check() {
     if (const std::string e = replica_->check_invariants(); !e.empty()) fail(e);
+    if (const std::string e = replica_->check_trees(); !e.empty()) fail(e);
   }
 
   // The program is over: the network and the bridges go silent, the clock runs on. Every
@@ -345,6 +397,7 @@ class Harness {
   std::uint64_t latest_ = 0;  // the clock's furthest reading so far
   std::uint64_t next_client_ = 1;
   std::uint64_t last_req_ = 0;
+  std::uint64_t last_ae_req_ = 0;  // of the last exchange the node started
   std::set<std::uint64_t> open_;                 // client requests not answered yet
   std::set<std::uint64_t> issued_;               // every bridge call id ever issued
   std::map<std::uint64_t, BridgeKind> calls_;    // calls of this incarnation not answered yet

@@ -111,12 +111,57 @@ void body_to_pb(const WriteAck& b, pb::PeerMessage& out) {
   to_pb(b.version, *p.mutable_version());
 }
 
+void body_to_pb(const AeTreeReq& b, pb::PeerMessage& out) {
+  pb::AeTreeReq& p = *out.mutable_ae_tree_req();
+  p.set_req(b.req);
+  p.set_ring(b.ring);
+  for (const AeRangeRoot& r : b.ranges) {
+    pb::AeRangeRoot& q = *p.add_ranges();
+    q.set_range(r.range);
+    q.set_root(r.root);
+  }
+}
+
+void body_to_pb(const AeTreeResp& b, pb::PeerMessage& out) {
+  pb::AeTreeResp& p = *out.mutable_ae_tree_resp();
+  p.set_req(b.req);
+  for (const AeRangeLeaves& r : b.ranges) {
+    pb::AeRangeLeaves& q = *p.add_ranges();
+    q.set_range(r.range);
+    for (std::uint64_t leaf : r.leaves) q.add_leaves(leaf);
+  }
+}
+
+void body_to_pb(const AeKeysReq& b, pb::PeerMessage& out) {
+  pb::AeKeysReq& p = *out.mutable_ae_keys_req();
+  p.set_req(b.req);
+  for (const AeBucket& k : b.buckets) {
+    pb::AeBucket& q = *p.add_buckets();
+    q.set_range(k.range);
+    q.set_leaf(k.leaf);
+    q.set_upto(k.upto);
+    q.set_after(k.after);
+  }
+  for (const AeKeyVersion& k : b.keys) {
+    pb::AeKeyVersion& q = *p.add_keys();
+    q.set_key(k.key);
+    to_pb(k.version, *q.mutable_version());
+    q.set_digest(k.digest);
+  }
+}
+
+void body_to_pb(const AeKeysResp& b, pb::PeerMessage& out) {
+  pb::AeKeysResp& p = *out.mutable_ae_keys_resp();
+  p.set_req(b.req);
+  for (const std::string& key : b.want) p.add_want(key);
+}
+
 // ---- protobuf -> core: each returns the value, or what is wrong ----
 // Byte fields are moved out of the parsed message: a value may be a megabyte.
 
 Expected<WriteKind> kind_from_pb(std::uint32_t raw) {
   if (raw < static_cast<std::uint32_t>(WriteKind::client) ||
-      raw > static_cast<std::uint32_t>(WriteKind::hint_delivery)) {
+      raw > static_cast<std::uint32_t>(WriteKind::anti_entropy)) {
     return invalid_input("unknown write kind " + std::to_string(raw));
   }
   return static_cast<WriteKind>(raw);
@@ -155,6 +200,50 @@ Expected<MessageBody> body_from_pb(pb::WriteAck& p) {
   return b;
 }
 
+Expected<MessageBody> body_from_pb(pb::AeTreeReq& p) {
+  AeTreeReq b{p.req(), p.ring(), {}};
+  b.ranges.reserve(static_cast<std::size_t>(p.ranges_size()));
+  for (const pb::AeRangeRoot& r : p.ranges()) b.ranges.push_back(AeRangeRoot{r.range(), r.root()});
+  return b;
+}
+
+Expected<MessageBody> body_from_pb(pb::AeTreeResp& p) {
+  AeTreeResp b{p.req(), {}};
+  b.ranges.reserve(static_cast<std::size_t>(p.ranges_size()));
+  for (const pb::AeRangeLeaves& r : p.ranges()) {
+    if (static_cast<std::size_t>(r.leaves_size()) != ae_leaves) {
+      return invalid_input("range " + std::to_string(r.range()) + " has " +
+                           std::to_string(r.leaves_size()) + " leaves, not " +
+                           std::to_string(ae_leaves));
+    }
+    b.ranges.push_back(AeRangeLeaves{r.range(), {r.leaves().begin(), r.leaves().end()}});
+  }
+  return b;
+}
+
+Expected<MessageBody> body_from_pb(pb::AeKeysReq& p) {
+  AeKeysReq b{p.req(), {}, {}};
+  b.buckets.reserve(static_cast<std::size_t>(p.buckets_size()));
+  for (pb::AeBucket& k : *p.mutable_buckets()) {
+    if (k.leaf() >= ae_leaves) return invalid_input("leaf " + std::to_string(k.leaf()) + " out of range");
+    b.buckets.push_back(
+        AeBucket{k.range(), k.leaf(), std::move(*k.mutable_after()), std::move(*k.mutable_upto())});
+  }
+  b.keys.reserve(static_cast<std::size_t>(p.keys_size()));
+  for (pb::AeKeyVersion& k : *p.mutable_keys()) {
+    if (!k.has_version()) return invalid_input("a listed key without a version");
+    b.keys.push_back(AeKeyVersion{std::move(*k.mutable_key()), from_pb(k.version()), k.digest()});
+  }
+  return b;
+}
+
+Expected<MessageBody> body_from_pb(pb::AeKeysResp& p) {
+  AeKeysResp b{p.req(), {}};
+  b.want.reserve(static_cast<std::size_t>(p.want_size()));
+  for (std::string& key : *p.mutable_want()) b.want.push_back(std::move(key));
+  return b;
+}
+
 // `body`'s error, its detail prefixed with the body's name.
 Expected<MessageBody> named(std::string_view name, Expected<MessageBody> body) {
   if (!body) return Error{body.error().code, std::string(name) + ": " + body.error().detail};
@@ -182,6 +271,22 @@ Expected<Message> message_from_pb(pb::PeerMessage& p) {
     }
     case pb::PeerMessage::kWriteAck: {
       BOOST_OUTCOME_TRY(out.body, named("write_ack", body_from_pb(*p.mutable_write_ack())));
+      return out;
+    }
+    case pb::PeerMessage::kAeTreeReq: {
+      BOOST_OUTCOME_TRY(out.body, named("ae_tree_req", body_from_pb(*p.mutable_ae_tree_req())));
+      return out;
+    }
+    case pb::PeerMessage::kAeTreeResp: {
+      BOOST_OUTCOME_TRY(out.body, named("ae_tree_resp", body_from_pb(*p.mutable_ae_tree_resp())));
+      return out;
+    }
+    case pb::PeerMessage::kAeKeysReq: {
+      BOOST_OUTCOME_TRY(out.body, named("ae_keys_req", body_from_pb(*p.mutable_ae_keys_req())));
+      return out;
+    }
+    case pb::PeerMessage::kAeKeysResp: {
+      BOOST_OUTCOME_TRY(out.body, named("ae_keys_resp", body_from_pb(*p.mutable_ae_keys_resp())));
       return out;
     }
     case pb::PeerMessage::BODY_NOT_SET:

@@ -55,6 +55,11 @@ po::options_description describe_options() {
      "the last 100 ms of acknowledged writes on power loss; none: never fsync")
     ("vnodes", po::value<std::uint32_t>()->default_value(rd.vnodes_per_node), "virtual nodes per node")
     ("request-timeout-ms", po::value<std::uint64_t>()->default_value(rd.request_timeout_ms), "a client request's deadline")
+    ("anti-entropy-interval-ms", po::value<std::string>()->default_value(std::to_string(rd.ae_interval_ms)),
+     "how often this node compares the hash trees of its ranges with the next peer in turn and "
+     "exchanges the keys that differ; 0: it starts no exchange (it still answers its peers)")
+    ("anti-entropy-bytes-per-s", po::value<std::string>()->default_value(std::to_string(rd.ae_bytes_per_s)),
+     "bandwidth of the records anti-entropy sends to peers (keys and values); 0: no limit")
     ("snapshot-wal-bytes", po::value<std::uint64_t>()->default_value(def.storage.snapshot_wal_bytes), "snapshot once the log is this long")
     // Limits (README.md, "Limits"): whole numbers, read by apply_limits().
     ("key-bytes-max", po::value<std::string>()->default_value(std::to_string(rd.key_bytes_max)), "largest key accepted")
@@ -192,6 +197,11 @@ Expected<void> apply_limits(const po::variables_map& vm, NodeConfig& c) {
   BOOST_OUTCOME_TRY(read_limit(vm, "requests-in-flight-max", 1, any, r.requests_in_flight_max));
   BOOST_OUTCOME_TRY(read_limit(vm, "requests-in-flight-per-connection-max", 1, any,
                                c.requests_in_flight_per_connection_max));
+  BOOST_OUTCOME_TRY(read_limit(vm, "anti-entropy-interval-ms", 0, timeout_ms_max, r.ae_interval_ms));
+  BOOST_OUTCOME_TRY(read_limit(vm, "anti-entropy-bytes-per-s", 0, std::numeric_limits<std::int64_t>::max() / 1000,
+                               r.ae_bytes_per_s));
+  // A key list or want list must fit in a frame, with room for its other fields.
+  r.ae_message_bytes_max = std::min<std::size_t>(r.ae_message_bytes_max, c.frame_bytes_max / 2);
   BOOST_OUTCOME_TRY(read_limit(vm, "idle-timeout-ms", 10, timeout_ms_max, c.idle_timeout_ms));
   BOOST_OUTCOME_TRY(read_limit(vm, "read-timeout-ms", 10, timeout_ms_max, c.read_timeout_ms));
   return outcome::success();

@@ -289,6 +289,11 @@ std::string Node::cluster_json() const {
   o["write_quorum"] = config_.replica.write_quorum;
   o["vnodes_per_node"] = config_.replica.vnodes_per_node;
   o["hash"] = "kv::hash64";
+  o["anti_entropy"] = {{"interval_ms", config_.replica.ae_interval_ms},
+                       {"bytes_per_s", config_.replica.ae_bytes_per_s},
+                       {"exchanges", replica_.stats().ae_exchanges},
+                       {"records_pushed", replica_.stats().ae_records_pushed},
+                       {"records_applied", replica_.stats().ae_records_applied}};
   const auto stats = links_.stats();
   boost::json::array members;
   for (const auto& [id, addr] : config_.cluster) {

@@ -345,7 +345,8 @@ std::vector<Violation> check_convergence(const std::vector<const Replica*>& repl
 std::vector<Violation> check_replicas_at_quiet(const std::vector<const Replica*>& replicas,
                                                const std::vector<Op>& ops, std::uint32_t keys,
                                                const CheckContext& ctx,
-                                               const std::set<std::string>& exempt) {
+                                               const std::set<std::string>& exempt,
+                                               bool anti_entropy) {
   std::vector<Violation> out;
   const std::string when = "at quiet, before any final read: ";
   for (std::size_t i = 0; i < replicas.size(); ++i) {
@@ -363,14 +364,16 @@ std::vector<Violation> check_replicas_at_quiet(const std::vector<const Replica*>
   }
   for (std::uint32_t k = 0; k < keys; ++k) {
     const std::string key = key_name(k);
-    if (exempt.contains(key)) continue;
+    // With anti-entropy on, an exempt key's write may be gone, but its replicas must agree.
+    const bool exempt_key = exempt.contains(key);
+    if (exempt_key && !anti_entropy) continue;
     const auto owners = live_owners(*ctx.ring, key, ctx);
     if (owners.empty()) continue;
     // A legacy hydration is spread as a read repair is, once and without retries or hints: a
-    // replica that missed it lawfully holds nothing until a read (or anti-entropy) brings it.
+    // replica that missed it lawfully holds nothing until a read, or anti-entropy, brings it.
     auto stored = [&](NodeId n) {
       auto r = replicas[n - 1]->state().store.get(key);
-      if (r && !r->tombstone && r->version.is_zero()) r.reset();
+      if (!anti_entropy && r && !r->tombstone && r->version.is_zero()) r.reset();
       return r;
     };
     const auto first = stored(owners[0]);
@@ -383,7 +386,9 @@ std::vector<Violation> check_replicas_at_quiet(const std::vector<const Replica*>
       states += " n" + std::to_string(n) + "=" +
                 (r ? r->version.to_string() + (r->tombstone ? "(tombstone)" : "") : "none");
       auto it = newest.find(key);
-      if (!missing && it != newest.end() && (!r || r->version < it->second->version)) missing = n;
+      if (!missing && !exempt_key && it != newest.end() && (!r || r->version < it->second->version)) {
+        missing = n;
+      }
     }
     if (missing) {
       out.push_back({"C1", when + key + ": n" + std::to_string(missing) +

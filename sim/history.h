@@ -74,13 +74,16 @@ std::vector<Violation> check_convergence(const std::vector<const Replica*>& repl
                                          std::uint32_t keys, const CheckContext& ctx);
 
 // At quiet, before any final read (which would repair what is missing): every replica of a key
-// holds the newest acknowledged write or newer, and they all agree (a legacy hydration, spread
-// once like a read repair, may be missing from some); no hint is left. Keys in `exempt` are
-// skipped (the world says why each may lawfully lack a copy until it is read).
+// holds the newest acknowledged write or newer, and they all agree; no hint is left. Keys in
+// `exempt` are skipped (the world says why each may lawfully lack a copy until it is read), and
+// without anti-entropy a legacy hydration, spread once like a read repair, may be missing from
+// some replicas. With anti-entropy nothing may be missing: an exempt key's write may be gone,
+// but its replicas must still agree.
 std::vector<Violation> check_replicas_at_quiet(const std::vector<const Replica*>& replicas,
                                                const std::vector<Op>& ops, std::uint32_t keys,
                                                const CheckContext& ctx,
-                                               const std::set<std::string>& exempt);
+                                               const std::set<std::string>& exempt,
+                                               bool anti_entropy);
 
 std::string key_name(std::uint32_t index);
 

@@ -34,6 +34,9 @@ constexpr std::uint32_t corrupt_on_ppm = 300'000;
 constexpr std::uint32_t kept_down_seeds_ppm = 200'000;  // liveness with a core
 constexpr std::uint32_t burst_seeds_ppm = 200'000;  // seeds with bursts
 constexpr std::uint32_t burst_op_ppm = 300'000;     // in them, an operation repeats the last one's key
+constexpr std::uint32_t ae_off_ppm = 150'000;       // seeds without anti-entropy
+constexpr std::uint32_t ae_thin_ppm = 300'000;      // seeds where its bandwidth limit binds
+constexpr std::uint32_t wiped_at_heal_ppm = 300'000;  // of the seeds that may have it
 
 Swarm make_swarm(Rng& rng) {
   auto on = [&rng](std::uint32_t ppm = swarm_family_on_ppm) { return rng.chance_ppm(ppm); };
@@ -293,6 +296,26 @@ Scenario make_scenario(std::uint64_t seed) {
   Rng wire_rng = root.child("wire");
   if (wire_rng.chance_ppm(corrupt_on_ppm)) {
     s.knobs.corrupt_ppm = static_cast<std::uint32_t>(wire_rng.between(1, 20'000));
+  }
+
+  // Anti-entropy (its own stream): off in some seeds, and in others so thin that a refill of a
+  // node takes many exchanges.
+  Rng ae_rng = root.child("anti-entropy");
+  if (ae_rng.chance_ppm(ae_off_ppm)) {
+    s.knobs.ae_interval_ms = 0;
+  } else {
+    s.knobs.ae_interval_ms = ae_rng.between(100, 2000);
+    // Thin only where values are small: a thin link refilling a node of big values would need
+    // most of an hour of virtual time.
+    if (ae_rng.chance_ppm(ae_thin_ppm) && s.knobs.value_bytes_max <= 512) {
+      s.knobs.ae_bytes_per_s = ae_rng.between(1024, 16 * 1024);
+    }
+    const bool other_loss = std::any_of(s.faults.begin(), s.faults.end(), [](const Fault& f) {
+      return f.kind == FaultKind::disk_loss;
+    });
+    if (ae_rng.chance_ppm(wiped_at_heal_ppm) && !other_loss && s.knobs.kept_down_mask == 0) {
+      s.knobs.wiped_at_heal = static_cast<std::uint32_t>(ae_rng.between(1, s.knobs.nodes));
+    }
   }
 
   const std::uint64_t clients = work_rng.between(3, 8);

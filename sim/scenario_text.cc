@@ -81,6 +81,9 @@ constexpr std::array knob_specs{
     KnobSpec{"requests_in_flight_max", &Knobs::requests_in_flight_max, 1, 1u << 30},
     KnobSpec{"hint_deliveries_per_interval_max", &Knobs::hint_deliveries_per_interval_max, 1,
              1u << 30},
+    KnobSpec{"ae_interval_ms", &Knobs::ae_interval_ms, 0, time_ms_max},
+    KnobSpec{"ae_bytes_per_s", &Knobs::ae_bytes_per_s, 0, std::numeric_limits<std::uint64_t>::max()},
+    KnobSpec{"wiped_at_heal", &Knobs::wiped_at_heal, 0, ring_nodes_max},
     KnobSpec{"drop_ppm", &Knobs::drop_ppm, 0, ppm_one},
     KnobSpec{"duplicate_ppm", &Knobs::duplicate_ppm, 0, ppm_one},
     KnobSpec{"latency_us_min", &Knobs::latency_us_min, 0, time_us_max},
@@ -514,6 +517,10 @@ std::string Parser::close_preamble() {
   }
   if (k.write_quorum > k.replicas) {
     return exceeds("write_quorum", k.write_quorum, "replicas", k.replicas);
+  }
+  if (k.wiped_at_heal > k.nodes) return exceeds("wiped_at_heal", k.wiped_at_heal, "nodes", k.nodes);
+  if (k.wiped_at_heal != 0 && (k.kept_down_mask >> (k.wiped_at_heal - 1) & 1)) {
+    return "knob wiped_at_heal names a node kept down";
   }
   if (k.nodes < 64 && k.kept_down_mask >> k.nodes) {
     return "knob kept_down_mask names a node above nodes (" + std::to_string(k.nodes) + ")";

@@ -41,6 +41,15 @@ struct Knobs {
   std::uint64_t requests_in_flight_max = replica_defaults.requests_in_flight_max;
   // Small in some seeds: hint delivery needs many rounds, and its fairness shows.
   std::uint64_t hint_deliveries_per_interval_max = replica_defaults.hint_deliveries_per_interval_max;
+  // Anti-entropy: off (0) in some seeds, whose checks at quiet allow what only anti-entropy
+  // repairs (a replica that lost its disk, a hint refused); slow or thin in others.
+  std::uint64_t ae_interval_ms = replica_defaults.ae_interval_ms;
+  std::uint64_t ae_bytes_per_s = replica_defaults.ae_bytes_per_s;
+  // This node (0: none) loses its disk at the heal, after the last client operation: only anti-
+  // entropy can refill it, and the checks at quiet come before any final read. Only with anti-
+  // entropy on, in seeds with no other disk loss and no node kept down (two losses could take
+  // every copy of a W=2 write).
+  std::uint32_t wiped_at_heal = 0;
 
   // Network (rates in parts per million of messages)
   std::uint32_t drop_ppm = 0;

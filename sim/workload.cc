@@ -183,6 +183,11 @@ void World::heal() {
     }
     if (!n.up) boot(n);
   }
+  if (sc_.knobs.wiped_at_heal != 0) {
+    Node& n = node(sc_.knobs.wiped_at_heal);
+    probe("disk_loss_at_heal");
+    lose_disk(n, Fault{});  // it restarts at once, empty
+  }
   healed_at_us_ = now_us_;
   mark(Mark::Kind::heal, 0);
   schedule(now_us_ + quiet_poll_ms * 1000, Ev::quiet_poll, 0);
@@ -209,19 +214,44 @@ std::string World::still_busy() const {
     requests += n.replica->requests_in_flight();
     queued += n.replica->pg_queue_size();
   }
-  for (const auto& [id, frame] : in_flight_) messages += !node(frame.to).kept_down;
-  if (hints + requests + queued + bridge_in_flight_.size() + messages == 0) return {};
+  for (const auto& [id, frame] : in_flight_) messages += !node(frame.to).kept_down && !frame.background;
+  // With anti-entropy on, quiet also means converged: the live replicas of every key agree.
+  std::size_t disagree = 0;
+  if (anti_entropy()) {
+    for (std::uint32_t i = 0; i < sc_.keys; ++i) {
+      const std::string key = key_name(i);
+      std::optional<std::optional<Record>> first;
+      for (NodeId o : ring_.preference_list(key, sc_.knobs.replicas)) {
+        if (node(o).kept_down) continue;
+        auto r = node(o).replica->state().store.get(key);
+        if (!first) first = std::move(r);
+        else if (*first != r) {
+          ++disagree;
+          break;
+        }
+      }
+    }
+  }
+  if (hints + requests + queued + bridge_in_flight_.size() + messages + disagree == 0) return {};
   return std::to_string(hints) + " hint(s) held, " + std::to_string(requests) +
          " request(s) in flight, " + std::to_string(queued) + " key(s) queued for PostgreSQL, " +
          std::to_string(bridge_in_flight_.size()) + " bridge call(s) and " +
-         std::to_string(messages) + " message(s) under way";
+         std::to_string(messages) + " message(s) under way" +
+         (anti_entropy() ? ", " + std::to_string(disagree) + " key(s) whose replicas disagree" : "");
 }
 
 void World::poll_quiet() {
   const std::string busy = still_busy();
   const Knobs& k = sc_.knobs;
   const std::uint64_t rounds = sc_.keys * k.nodes / k.hint_deliveries_per_interval_max + 1;
-  const std::uint64_t bound_ms = k.quiet_ms * liveness_quiet_factor + k.hint_interval_ms * rounds;
+  std::uint64_t bound_ms = k.quiet_ms * liveness_quiet_factor + k.hint_interval_ms * rounds;
+  if (anti_entropy()) {
+    // Every pair of replicas exchanging a few times, and a whole store pushed within the limit.
+    bound_ms += k.ae_interval_ms * k.nodes * liveness_ae_rounds_per_node;
+    if (k.ae_bytes_per_s) {
+      bound_ms += 2000 * std::uint64_t{sc_.keys} * (k.value_bytes_max + 64) / k.ae_bytes_per_s;
+    }
+  }
   if (!busy.empty() && now_us_ < healed_at_us_ + bound_ms * 1000) {
     schedule(now_us_ + quiet_poll_ms * 1000, Ev::quiet_poll, 0);
     return;
@@ -238,18 +268,20 @@ void World::poll_quiet() {
 }
 
 // The checks on the replicas' own state, before any final read repairs what is missing. A key is
-// exempt only where the store lawfully keeps fewer than N copies until it is read: a node lost
-// its disk (no anti-entropy yet), or a coordinator crashed while a write of the key was in
-// flight (its retries and the hints it would leave at the deadline live in memory).
+// exempt only where no live node may hold the write any more (the whole cluster's disks, a hint
+// lost with a disk or with a node kept down), or, with anti-entropy off, where the store lawfully
+// keeps fewer than N copies until it is read: a node lost its disk, a hint was refused, or a
+// coordinator crashed while a write of the key was in flight (its retries and the hints it would
+// leave at the deadline live in memory).
 void World::check_at_quiet() {
   const Knobs& k = sc_.knobs;
   for (const DiskLoss& d : disk_losses_) {
     for (std::uint32_t i = 0; i < sc_.keys; ++i) {
       const std::string key = key_name(i);
       const auto owners = ring_.preference_list(key, k.replicas);
-      if (std::find(owners.begin(), owners.end(), d.node) != owners.end() &&
-          raw_exempt_.insert(key).second) {
-        raw_exempt_why_[key] = "n" + std::to_string(d.node) + ", one of its replicas, lost its disk";
+      if (std::find(owners.begin(), owners.end(), d.node) != owners.end()) {
+        exempt_at_quiet(key, [&] { return "n" + std::to_string(d.node) + ", one of its replicas, lost its disk"; },
+                        true);
       }
     }
   }
@@ -261,9 +293,10 @@ void World::check_at_quiet() {
     const std::uint64_t window_us =
         (k.request_timeout_ms * 105 / 100 + c.clock_stepped_back_ms) * 1000 + 50'000;
     for (std::uint64_t t : c.crashed_at_us) {
-      if (t >= op.invoke_us && t <= op.invoke_us + window_us && raw_exempt_.insert(op.key).second) {
-        raw_exempt_why_[op.key] = "n" + std::to_string(op.coordinator) +
-                                  " crashed while coordinating a write of it";
+      if (t >= op.invoke_us && t <= op.invoke_us + window_us) {
+        exempt_at_quiet(op.key, [&] {
+          return "n" + std::to_string(op.coordinator) + " crashed while coordinating a write of it";
+        }, true);
       }
     }
   }
@@ -273,7 +306,7 @@ void World::check_at_quiet() {
     if (!dead.kept_down) continue;
     const NodeId down = dead.id;
     auto exempt = [&](const std::string& key, const char* why) {
-      if (raw_exempt_.insert(key).second) raw_exempt_why_[key] = "n" + std::to_string(down) + why;
+      exempt_at_quiet(key, [&] { return "n" + std::to_string(down) + why; }, false);
     };
     for (const Op& op : history_) {
       if (op.coordinator == down && op.op != OpType::get) exempt(op.key, ", kept down, coordinated a write of it");
@@ -285,8 +318,14 @@ void World::check_at_quiet() {
   probe("quiet_check_key_exempt", raw_exempt_.size());
   const CheckContext ctx = check_context();
   std::vector<const Replica*> replicas;
-  for (const Node& n : nodes_) replicas.push_back(n.up ? &*n.replica : nullptr);
-  for (Violation& v : check_replicas_at_quiet(replicas, history_, sc_.keys, ctx, raw_exempt_)) {
+  for (const Node& n : nodes_) {
+    replicas.push_back(n.up ? &*n.replica : nullptr);
+    if (!n.up) continue;
+    if (std::string broken = n.replica->check_trees(); !broken.empty()) {
+      violation("invariant", "n" + std::to_string(n.id) + ": " + broken);
+    }
+  }
+  for (Violation& v : check_replicas_at_quiet(replicas, history_, sc_.keys, ctx, raw_exempt_, anti_entropy())) {
     violation(std::move(v.property), std::move(v.detail));
   }
 }

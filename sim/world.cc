@@ -44,7 +44,15 @@ std::string describe(const Message& m) {
                (b.hint_for ? " hint_for=n" + std::to_string(b.hint_for) : "");
         }
         if constexpr (std::is_same_v<T, WriteAck>) s += "WriteAck " + b.version.to_string();
-        return s + " req=" + std::to_string(b.req) + " key=" + b.key;
+        if constexpr (std::is_same_v<T, AeTreeReq>) s += "AeTreeReq ranges=" + std::to_string(b.ranges.size());
+        if constexpr (std::is_same_v<T, AeTreeResp>) s += "AeTreeResp ranges=" + std::to_string(b.ranges.size());
+        if constexpr (std::is_same_v<T, AeKeysReq>) {
+          s += "AeKeysReq buckets=" + std::to_string(b.buckets.size()) + " keys=" + std::to_string(b.keys.size());
+        }
+        if constexpr (std::is_same_v<T, AeKeysResp>) s += "AeKeysResp want=" + std::to_string(b.want.size());
+        s += " req=" + std::to_string(b.req);
+        if constexpr (keyed_message_v<T>) s += " key=" + b.key;
+        return s;
       },
       m.body);
 }
@@ -53,7 +61,15 @@ std::uint64_t digest(const Message& m) {
   return std::visit(
       [&](const auto& b) {
         using T = std::decay_t<decltype(b)>;
-        std::uint64_t h = mix(mix(m.from, m.to), mix(b.req, hash64(b.key)));
+        std::uint64_t h = mix(m.from, m.to);
+        if constexpr (keyed_message_v<T>) {
+          h = mix(h, mix(b.req, hash64(b.key)));
+        } else {
+          h = mix(h, b.req);
+        }
+        if constexpr (std::is_same_v<T, AeTreeReq> || std::is_same_v<T, AeTreeResp>) h = mix(h, b.ranges.size());
+        if constexpr (std::is_same_v<T, AeKeysReq>) h = mix(h, mix(b.buckets.size(), b.keys.size()));
+        if constexpr (std::is_same_v<T, AeKeysResp>) h = mix(h, b.want.size());
         if constexpr (std::is_same_v<T, WriteReq>) {
           h = mix(h, b.record.version.physical_ms ^ b.record.version.counter);
         }
@@ -74,7 +90,7 @@ const std::vector<std::string_view>& probe_names() {
     std::vector<std::string_view> all = {
         "bridge_error", "bridge_reply_lost", "client_timeout", "clock_step_backward",
         "clock_step_forward", "clog", "cluster_wipe", "crash", "crash_after_ack",
-        "crash_lost_unsynced", "crash_torn_garbage", "disk_loss", "frame_damaged", "frame_refused",
+        "crash_lost_unsynced", "crash_torn_garbage", "disk_loss", "disk_loss_at_heal", "frame_damaged", "frame_refused",
         "fsync_slow", "kept_down_after_heal",
         "legacy_outage", "message_clogged", "message_dropped", "message_duplicated",
         "message_long_tail", "message_partitioned", "partition", "partition_one_way",
@@ -93,6 +109,9 @@ const std::map<std::string, std::string, std::less<>>& probes_not_required() {
   static const std::map<std::string, std::string, std::less<>> reasons = {
       {"invalid", "the simulated clients send only valid requests; invalid input is covered by "
                   "tests/testdata/protocol/invalid_input.txt and the fuzzers"},
+      {"ae_refused", "the simulated nodes share one ring and send only well-formed anti-entropy "
+                     "messages (damaged frames die at the checksum); foreign input is covered by "
+                     "tests/peer_codec_test.cc and the fuzzers"},
   };
   return reasons;
 }
@@ -342,6 +361,8 @@ void World::boot(Node& n) {
   cfg.retry_interval_ms = k.retry_interval_ms;
   cfg.sloppy_after_ms = k.sloppy_after_ms;
   cfg.hint_interval_ms = k.hint_interval_ms;
+  cfg.ae_interval_ms = k.ae_interval_ms;
+  cfg.ae_bytes_per_s = k.ae_bytes_per_s;
   cfg.tick_interval_ms = k.tick_interval_ms;
   cfg.hints_max = k.hints_max;
   cfg.requests_in_flight_max = k.requests_in_flight_max;
@@ -426,9 +447,8 @@ void World::after_input(Node& n) {
     if (auto it = by_request_.find(r.id); it != by_request_.end()) history_[it->second].decided = true;
   }
   for (const auto& [target, key] : ready.hints_refused) {
-    if (raw_exempt_.insert(key).second) {
-      raw_exempt_why_[key] = "n" + std::to_string(n.id) + " refused a hint for it (hints_max)";
-    }
+    exempt_at_quiet(key, [&] { return "n" + std::to_string(n.id) + " refused a hint for it (hints_max)"; },
+                    true);
   }
   if (ready.next_tick_ms) {
     const std::uint64_t local = local_ms(n.id);
@@ -622,8 +642,8 @@ void World::wipe_cluster(const Fault& f) {
   probe("cluster_wipe");
   // Only PostgreSQL holds what was written so far; reads bring it back, key by key.
   for (const Op& op : history_) {
-    if (op.op != OpType::get && raw_exempt_.insert(op.key).second) {
-      raw_exempt_why_[op.key] = "the whole cluster lost its disks after it was written";
+    if (op.op != OpType::get) {
+      exempt_at_quiet(op.key, [] { return "the whole cluster lost its disks after it was written"; }, false);
     }
   }
   for (Node& n : nodes_) {
@@ -643,9 +663,8 @@ void World::lose_disk(Node& n, const Fault& f) {
   probe("disk_loss");
   mark(Mark::Kind::disk_loss, n.id, 0, 0, [] { return "loses its disk: it comes back empty"; });
   for (const auto& [hint_key, record] : n.replica->state().hints.hints()) {
-    if (raw_exempt_.insert(hint_key.second).second) {
-      raw_exempt_why_[hint_key.second] = "a hint for it was lost with n" + std::to_string(n.id) + "'s disk";
-    }
+    exempt_at_quiet(hint_key.second,
+                    [&] { return "a hint for it was lost with n" + std::to_string(n.id) + "'s disk"; }, false);
   }
   crash(n, 0);
   n.wal.clear();
@@ -656,6 +675,12 @@ void World::lose_disk(Node& n, const Fault& f) {
     it = it->first.first == n.id ? replica_floor_.erase(it) : std::next(it);
   }
   schedule(now_us_ + f.duration_ms * 1000, Ev::restart, n.id, n.incarnation);
+}
+
+void World::exempt_at_quiet(const std::string& key, const std::function<std::string()>& why,
+                            bool repaired_by_anti_entropy) {
+  if (repaired_by_anti_entropy && anti_entropy()) return;
+  if (raw_exempt_.insert(key).second) raw_exempt_why_[key] = why();
 }
 
 // Async mode: the write-behind queue lives in memory, so a coordinator that crashes loses the
@@ -728,6 +753,8 @@ void World::send(const Message& m) {
     f.to_incarnation = node(m.to).incarnation;
     f.to_was_up = node(m.to).up;
     f.to = m.to;
+    f.background = std::holds_alternative<AeTreeReq>(m.body) || std::holds_alternative<AeTreeResp>(m.body) ||
+                   std::holds_alternative<AeKeysReq>(m.body) || std::holds_alternative<AeKeysResp>(m.body);
     if (faults_active_ && k.corrupt_ppm && wire_rng_.chance_ppm(k.corrupt_ppm)) {
       const std::uint64_t bit = wire_rng_.below(f.bytes.size() * 8);
       f.bytes[bit / 8] = static_cast<char>(f.bytes[bit / 8] ^ (1 << (bit % 8)));

@@ -35,6 +35,9 @@ inline constexpr std::uint64_t settle_ms = 5000;  // after the final reads, befo
 // rounds its limits need; quiet is polled every quiet_poll_ms.
 inline constexpr std::uint64_t liveness_quiet_factor = 6;
 inline constexpr std::uint64_t quiet_poll_ms = 250;
+// With anti-entropy on, quiet also means converged; the bound grows by this many exchange
+// intervals per node (each node exchanges with one peer per interval).
+inline constexpr std::uint64_t liveness_ae_rounds_per_node = 6;
 inline constexpr std::uint64_t clock_base_ms = 1'700'000'000'000;
 
 class World {
@@ -186,6 +189,7 @@ class World {
     std::uint64_t from_incarnation = 0, to_incarnation = 0;
     bool to_was_up = false;
     NodeId to = 0;
+    bool background = false;  // anti-entropy's tree exchange, which never stops: not work pending
   };
   std::uint64_t marked_messages_ = 0;
   std::unordered_map<std::uint64_t, Frame> in_flight_;
@@ -210,6 +214,11 @@ class World {
   std::vector<DiskLoss> disk_losses_;
   std::set<std::string> raw_exempt_;  // keys the checks at quiet skip, with the reason below
   std::map<std::string, std::string> raw_exempt_why_;
+  // Exempts `key` from the checks at quiet. A reason anti-entropy repairs (a replica's disk lost,
+  // a hint refused) exempts nothing when it is on: the replicas must converge regardless.
+  void exempt_at_quiet(const std::string& key, const std::function<std::string()>& why,
+                       bool repaired_by_anti_entropy);
+  bool anti_entropy() const { return sc_.knobs.ae_interval_ms != 0; }
   std::set<std::size_t> pg_exempt_;   // async writes whose coordinator died with them queued
   std::map<NodeId, std::set<std::string>> hinted_to_;  // keys each node was sent hints for
   CheckContext check_context() const;

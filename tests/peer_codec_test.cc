@@ -37,26 +37,9 @@ namespace {
 using Crc32c = boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true>;
 using Status = FrameDecode::Status;
 
-// ---- equality of messages (the core's structs do not define it) ----
+// ---- equality of messages: the core's structs compare field by field ----
 
-bool same(const ReadReq& a, const ReadReq& b) { return a.req == b.req && a.key == b.key; }
-bool same(const ReadResp& a, const ReadResp& b) {
-  return a.req == b.req && a.key == b.key && a.record == b.record;
-}
-bool same(const WriteReq& a, const WriteReq& b) {
-  return a.req == b.req && a.kind == b.kind && a.key == b.key && a.record == b.record &&
-         a.hint_for == b.hint_for;
-}
-bool same(const WriteAck& a, const WriteAck& b) {
-  return a.req == b.req && a.kind == b.kind && a.key == b.key && a.version == b.version;
-}
-
-bool same(const Message& a, const Message& b) {
-  if (a.from != b.from || a.to != b.to || a.body.index() != b.body.index()) return false;
-  return std::visit(
-      [&b](const auto& body) { return same(body, std::get<std::decay_t<decltype(body)>>(b.body)); },
-      a.body);
-}
+bool same(const Message& a, const Message& b) { return a == b; }
 
 // ---- generators: full ranges, since the codec must carry any value the core can hold ----
 
@@ -76,14 +59,15 @@ rc::Gen<Record> gen_record() {
 }
 
 rc::Gen<WriteKind> gen_kind() {
-  return rc::gen::element(WriteKind::client, WriteKind::repair, WriteKind::hint_delivery);
+  return rc::gen::element(WriteKind::client, WriteKind::repair, WriteKind::hint_delivery,
+                          WriteKind::anti_entropy);
 }
 
 rc::Gen<MessageBody> gen_body() {
   return rc::gen::exec([]() -> MessageBody {
     const auto req = *rc::gen::arbitrary<std::uint64_t>();
     const auto key = *rc::gen::arbitrary<std::string>();
-    switch (*rc::gen::inRange(0, 4)) {
+    switch (*rc::gen::inRange(0, 8)) {
       case 0:
         return ReadReq{req, key};
       case 1: {
@@ -93,8 +77,41 @@ rc::Gen<MessageBody> gen_body() {
       }
       case 2:
         return WriteReq{req, *gen_kind(), key, *gen_record(), *rc::gen::arbitrary<NodeId>()};
-      default:
+      case 3:
         return WriteAck{req, *gen_kind(), key, *gen_version()};
+      case 4: {
+        AeTreeReq m{req, *rc::gen::arbitrary<std::uint64_t>(), {}};
+        for (int i = *rc::gen::inRange(0, 5); i > 0; --i) {
+          m.ranges.push_back(AeRangeRoot{*rc::gen::arbitrary<std::uint32_t>(),
+                                         *rc::gen::arbitrary<std::uint64_t>()});
+        }
+        return m;
+      }
+      case 5: {
+        AeTreeResp m{req, {}};
+        for (int i = *rc::gen::inRange(0, 3); i > 0; --i) {
+          m.ranges.push_back(AeRangeLeaves{
+              *rc::gen::arbitrary<std::uint32_t>(),
+              *rc::gen::container<std::vector<std::uint64_t>>(ae_leaves, rc::gen::arbitrary<std::uint64_t>())});
+        }
+        return m;
+      }
+      case 6: {
+        AeKeysReq m{req, {}, {}};
+        for (int i = *rc::gen::inRange(0, 3); i > 0; --i) {
+          m.buckets.push_back(AeBucket{*rc::gen::arbitrary<std::uint32_t>(),
+                                       *rc::gen::inRange<std::uint32_t>(0, ae_leaves),
+                                       *rc::gen::arbitrary<std::string>(),
+                                       *rc::gen::arbitrary<std::string>()});
+        }
+        for (int i = *rc::gen::inRange(0, 4); i > 0; --i) {
+          m.keys.push_back(AeKeyVersion{*rc::gen::arbitrary<std::string>(), *gen_version(),
+                                        *rc::gen::arbitrary<std::uint64_t>()});
+        }
+        return m;
+      }
+      default:
+        return AeKeysResp{req, *rc::gen::arbitrary<std::vector<std::string>>()};
     }
   });
 }
@@ -332,11 +349,31 @@ TEST(PeerCodec, RefusesMessagesNoSenderProduces) {
   p.mutable_write_req()->mutable_record()->set_tombstone(true);
   expect_refused(p, "tombstone with a value");
 
-  for (std::uint32_t kind : {0u, 4u, 255u}) {
+  for (std::uint32_t kind : {0u, 5u, 255u}) {
     p = valid_write_pb();
     p.mutable_write_req()->set_kind(kind);
     expect_refused(p, "unknown write kind " + std::to_string(kind));
   }
+}
+
+TEST(PeerCodec, RefusesAntiEntropyMessagesNoSenderProduces) {
+  pb::PeerMessage p;
+  p.set_from(1);
+  p.set_to(2);
+  pb::AeRangeLeaves& r = *p.mutable_ae_tree_resp()->add_ranges();
+  r.set_range(3);
+  for (std::size_t i = 0; i + 1 < ae_leaves; ++i) r.add_leaves(i);
+  expect_refused(p, "ae_tree_resp: range 3 has 15 leaves, not 16");
+  r.add_leaves(99);
+  EXPECT_EQ(decode(raw_frame(p)).status, Status::complete);
+
+  p.mutable_ae_keys_req()->add_buckets()->set_leaf(static_cast<std::uint32_t>(ae_leaves));
+  expect_refused(p, "ae_keys_req: leaf 16 out of range");
+  p.mutable_ae_keys_req()->mutable_buckets(0)->set_leaf(0);
+  p.mutable_ae_keys_req()->add_keys()->set_key("k");
+  expect_refused(p, "ae_keys_req: a listed key without a version");
+  p.mutable_ae_keys_req()->mutable_keys(0)->mutable_version();
+  EXPECT_EQ(decode(raw_frame(p)).status, Status::complete);
 }
 
 TEST(PeerCodec, RefusesBadReadRespAndWriteAck) {

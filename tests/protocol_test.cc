@@ -3,7 +3,7 @@
 // and beneath each command the golden trace of everything it caused: every batch a node handed
 // out (persist entries, messages, client replies, bridge calls), every answer of PostgreSQL and
 // the legacy API, every message lost. The test runs the commands and compares the whole trace.
-// After every command every node's check_invariants() must come back empty.
+// After every command every node's check_invariants() and check_trees() must come back empty.
 //
 // File format (etcd datadriven):
 //     # a comment
@@ -15,7 +15,8 @@
 // Commands (nodes are n1..nN; keys and values are single words; `x*300` stands for 300 x's):
 //   cluster nodes=3 [n=3] [r=2] [w=2] [sloppy] [pg=off|sync|async] [legacy] [timeout=ms]
 //           [retry=ms] [sloppy-after=ms] [hint-interval=ms] [queue=keys] [breaker=failures]
-//           [breaker-open=ms] [negative-ttl=ms]
+//           [breaker-open=ms] [negative-ttl=ms] [ae=ms] [ae-bytes=bytes_per_s] [vnodes=K]
+//                            (ae: anti-entropy's interval, off unless set)
 //                            a fresh cluster (fresh services too), time at 1000000 ms
 //   put n1 key value [w=N]   a client request to coordinator n1: the coordinator's batch
 //   get n1 key [r=N]
@@ -126,7 +127,10 @@ std::string show(const std::optional<Record>& r) { return r ? show(*r) : "none";
 std::string node(NodeId id) { return "n" + std::to_string(id); }
 
 std::string show(WriteKind k) {
-  return k == WriteKind::client ? "client" : k == WriteKind::repair ? "repair" : "hint-delivery";
+  return k == WriteKind::client          ? "client"
+         : k == WriteKind::repair        ? "repair"
+         : k == WriteKind::hint_delivery ? "hint-delivery"
+                                         : "anti-entropy";
 }
 
 std::string show(const Message& m) {
@@ -134,7 +138,31 @@ std::string show(const Message& m) {
   std::visit(
       [&](const auto& b) {
         using T = std::decay_t<decltype(b)>;
-        const std::string head = " req=" + std::to_string(b.req) + " key=" + show_key(b.key);
+        std::string head = " req=" + std::to_string(b.req);
+        if constexpr (keyed_message_v<T>) head += " key=" + show_key(b.key);
+        if constexpr (std::is_same_v<T, AeTreeReq>) {
+          out += "ae-tree-req" + head + " ranges=" + std::to_string(b.ranges.size()) + " filled";
+          for (const AeRangeRoot& r : b.ranges) {
+            if (r.root != 0) out += " r" + std::to_string(r.range);
+          }
+        }
+        if constexpr (std::is_same_v<T, AeTreeResp>) {
+          out += "ae-tree-resp" + head;
+          for (const AeRangeLeaves& r : b.ranges) out += " r" + std::to_string(r.range);
+        }
+        if constexpr (std::is_same_v<T, AeKeysReq>) {
+          out += "ae-keys-req" + head;
+          for (const AeBucket& k : b.buckets) {
+            out += " r" + std::to_string(k.range) + "/" + std::to_string(k.leaf) +
+                   (k.after.empty() ? "" : ">" + show_key(k.after)) +
+                   (k.upto.empty() ? "" : "<=" + show_key(k.upto));
+          }
+          for (const AeKeyVersion& k : b.keys) out += " " + show_key(k.key) + "@" + show(k.version);
+        }
+        if constexpr (std::is_same_v<T, AeKeysResp>) {
+          out += "ae-keys-resp" + head + " want";
+          for (const std::string& k : b.want) out += " " + show_key(k);
+        }
         if constexpr (std::is_same_v<T, ReadReq>) out += "read-req" + head;
         if constexpr (std::is_same_v<T, ReadResp>) out += "read-resp" + head + " " + show(b.record);
         if constexpr (std::is_same_v<T, WriteReq>) {
@@ -311,6 +339,7 @@ class Script {
     if (!net_) return {};
     for (NodeId id = 1; id <= net_->size(); ++id) {
       std::string broken = net_->at(id).check_invariants();
+      if (broken.empty()) broken = net_->at(id).check_trees();
       if (!broken.empty()) return node(id) + ": " + broken;
     }
     return {};
@@ -386,8 +415,12 @@ class Script {
     const auto breaker = take("breaker", d.legacy_breaker_failures);
     const auto breaker_open = take("breaker-open", d.legacy_breaker_open_ms);
     const auto negative_ttl = take("negative-ttl", d.legacy_negative_ttl_ms);
+    const auto ae = take("ae", 0);  // off unless a scenario is about it: it adds messages to every tick
+    const auto ae_bytes = take("ae-bytes", d.ae_bytes_per_s);
+    const auto vnodes = take("vnodes", d.vnodes_per_node);
     if (!rest.empty()) return void(fail("unknown setting " + rest.begin()->first));
     if (!ok_) return;
+    if (vnodes < 1 || vnodes > ring_vnodes_per_node_max) return void(fail("vnodes out of range"));
     if (nodes < 1 || n < 1 || n > nodes || r < 1 || r > n || w < 1 || w > n) {
       return void(fail("need 1 <= r, w <= n <= nodes"));
     }
@@ -406,6 +439,9 @@ class Script {
       c.legacy_breaker_failures = static_cast<std::uint32_t>(breaker);
       c.legacy_breaker_open_ms = breaker_open;
       c.legacy_negative_ttl_ms = negative_ttl;
+      c.ae_interval_ms = ae;
+      c.ae_bytes_per_s = ae_bytes;
+      c.vnodes_per_node = static_cast<std::uint32_t>(vnodes);
     };
     net_ = std::make_unique<TestNet>(nodes, flags.contains("sloppy"), std::vector<std::int64_t>{},
                                      tweak);

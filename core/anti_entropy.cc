@@ -1,0 +1,351 @@
+// Anti-entropy (see anti_entropy.h): the incremental trees and the four-step exchange.
+#include "core/anti_entropy.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "core/context.h"
+#include "core/hash.h"
+#include "core/pb_convert.h"
+
+namespace kv {
+namespace {
+
+// What a pushed record costs the budget beyond its key and value: the write's other fields.
+constexpr std::size_t push_overhead_bytes = 32;
+// What one listed key costs a key list beyond its bytes: version and digest.
+constexpr std::size_t listed_key_overhead_bytes = 32;
+
+// splitmix64's finalizer: a bijection with full avalanche.
+std::uint64_t mix(std::uint64_t h, std::uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebULL;
+  return h ^ (h >> 31);
+}
+
+bool same_record(const Record& r, const AeKeyVersion& theirs, std::uint64_t digest) {
+  return r.version == theirs.version && digest == theirs.digest;
+}
+
+}  // namespace
+
+AntiEntropy::AntiEntropy(Context& ctx, std::uint64_t now_ms)
+    : ctx_(ctx),
+      fingerprint_(ctx.ring.fingerprint()),
+      next_round_ms_(now_ms + ctx.config.ae_interval_ms),
+      budget_(static_cast<std::int64_t>(ctx.config.ae_bytes_per_s)),
+      budget_at_ms_(now_ms) {
+  const NodeId self = ctx_.config.self;
+  replicas_.reserve(ctx_.ring.range_count());
+  for (std::size_t r = 0; r < ctx_.ring.range_count(); ++r) {
+    replicas_.push_back(ctx_.ring.range_replicas(r, ctx_.config.replicas));
+    const auto& owners = replicas_.back();
+    if (std::find(owners.begin(), owners.end(), self) == owners.end()) continue;
+    for (NodeId peer : owners) {
+      if (peer != self) shared_[peer].push_back(static_cast<std::uint32_t>(r));
+    }
+  }
+  for (const auto& [peer, ranges] : shared_) peers_.push_back(peer);
+  ctx_.state.store.for_each([this](const Store::Entry& e) { changed(e.first, 0, e.second); });
+}
+
+std::uint64_t AntiEntropy::record_digest(std::string_view key, const Record& r) {
+  std::uint64_t h = mix(hash64(key), r.version.physical_ms);
+  h = mix(h, (std::uint64_t{r.version.counter} << 32) | r.version.node);
+  h = mix(h, (std::uint64_t{r.tombstone} << 32) | crc32c(r.value));
+  return h == 0 ? 1 : h;  // 0 means "no record"
+}
+
+std::uint32_t AntiEntropy::leaf_of(std::string_view key) {
+  // The low bits: the range depends on where the whole hash falls among the tokens.
+  return static_cast<std::uint32_t>(hash64(key) % ae_leaves);
+}
+
+std::uint64_t AntiEntropy::digest_of(const std::string& key) const {
+  const Record* r = ctx_.state.store.find(key);
+  return r ? record_digest(key, *r) : 0;
+}
+
+void AntiEntropy::changed(const std::string& key, std::uint64_t before, const Record& after) {
+  const auto range = static_cast<std::uint32_t>(ctx_.ring.range_of(key));
+  std::uint64_t& leaf = trees_[range][leaf_of(key)];
+  leaf ^= before ^ record_digest(key, after);
+}
+
+bool AntiEntropy::replicates(std::string_view key) const {
+  const auto& owners = replicas_[ctx_.ring.range_of(key)];
+  return std::find(owners.begin(), owners.end(), ctx_.config.self) != owners.end();
+}
+
+const AntiEntropy::Leaves& AntiEntropy::leaves(std::uint32_t range) const {
+  static const Leaves empty{};
+  auto it = trees_.find(range);
+  return it == trees_.end() ? empty : it->second;
+}
+
+std::uint64_t AntiEntropy::root(std::uint32_t range) const {
+  const Leaves& l = leaves(range);
+  if (std::all_of(l.begin(), l.end(), [](std::uint64_t v) { return v == 0; })) return 0;
+  std::uint64_t h = range;
+  for (std::uint64_t v : l) h = mix(h, v);
+  return h;
+}
+
+bool AntiEntropy::shares(std::uint32_t range, NodeId peer) const {
+  if (range >= replicas_.size() || peer == ctx_.config.self) return false;
+  const auto& owners = replicas_[range];
+  return std::find(owners.begin(), owners.end(), ctx_.config.self) != owners.end() &&
+         std::find(owners.begin(), owners.end(), peer) != owners.end();
+}
+
+std::vector<std::pair<const std::string*, const Record*>> AntiEntropy::keys_in(
+    const std::vector<AeBucket>& buckets) const {
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> wanted;
+  for (const AeBucket& b : buckets) wanted.emplace_back(b.range, b.leaf);
+  std::sort(wanted.begin(), wanted.end());
+  std::vector<std::pair<const std::string*, const Record*>> out;
+  ctx_.state.store.for_each([&](const Store::Entry& e) {
+    const std::pair<std::uint32_t, std::uint32_t> at{
+        static_cast<std::uint32_t>(ctx_.ring.range_of(e.first)), leaf_of(e.first)};
+    if (std::binary_search(wanted.begin(), wanted.end(), at)) out.emplace_back(&e.first, &e.second);
+  });
+  std::sort(out.begin(), out.end(), [this](const auto& a, const auto& b) {
+    const auto ka = std::pair{ctx_.ring.range_of(*a.first), leaf_of(*a.first)};
+    const auto kb = std::pair{ctx_.ring.range_of(*b.first), leaf_of(*b.first)};
+    return ka != kb ? ka < kb : *a.first < *b.first;
+  });
+  return out;
+}
+
+void AntiEntropy::refill(std::uint64_t now_ms) {
+  const auto rate = static_cast<std::int64_t>(ctx_.config.ae_bytes_per_s);
+  if (now_ms > budget_at_ms_) {
+    const auto elapsed = static_cast<std::int64_t>(std::min<std::uint64_t>(now_ms - budget_at_ms_, 1000));
+    budget_ = std::min(rate, budget_ + rate * elapsed / 1000);
+  }
+  budget_at_ms_ = now_ms;  // a clock stepped back refills nothing
+}
+
+void AntiEntropy::push(NodeId to, std::uint64_t req, const std::string& key, const Record& r) {
+  if (ctx_.config.ae_bytes_per_s != 0 && budget_ <= 0) {
+    ++ctx_.stats.ae_pushes_deferred;
+    return;
+  }
+  budget_ -= static_cast<std::int64_t>(key.size() + r.value.size() + push_overhead_bytes);
+  ++ctx_.stats.ae_records_pushed;
+  ctx_.stats.ae_bytes_pushed += key.size() + r.value.size();
+  ctx_.send(to, WriteReq{req, WriteKind::anti_entropy, key, r, 0});
+}
+
+std::optional<std::uint64_t> AntiEntropy::next_round_ms() const {
+  if (ctx_.config.ae_interval_ms == 0 || peers_.empty()) return std::nullopt;
+  return next_round_ms_;
+}
+
+void AntiEntropy::tick(std::uint64_t now_ms) {
+  refill(now_ms);
+  if (ctx_.config.ae_interval_ms == 0 || peers_.empty() || now_ms < next_round_ms_) return;
+  next_round_ms_ = now_ms + ctx_.config.ae_interval_ms;
+  const NodeId peer = peers_[next_peer_++ % peers_.size()];
+  const std::vector<std::uint32_t>& ranges = shared_.at(peer);
+  std::size_t& cursor = range_cursor_[peer];
+  const std::size_t count = std::min(ranges.size(), ctx_.config.ae_ranges_per_exchange_max);
+  AeTreeReq m{ctx_.new_id(), fingerprint_, {}};
+  m.ranges.reserve(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::uint32_t range = ranges[(cursor + i) % ranges.size()];
+    m.ranges.push_back(AeRangeRoot{range, root(range)});
+  }
+  cursor = (cursor + count) % ranges.size();
+  exchange_ = Exchange{m.req, peer};  // a reply to an earlier exchange is ignored from now on
+  ++ctx_.stats.ae_exchanges;
+  ctx_.send(peer, std::move(m));
+}
+
+void AntiEntropy::on_tree_req(NodeId from, const AeTreeReq& m) {
+  if (m.ring != fingerprint_) {
+    ++ctx_.stats.ae_refused;
+    return;
+  }
+  AeTreeResp resp{m.req, {}};
+  for (const AeRangeRoot& rr : m.ranges) {
+    if (!shares(rr.range, from)) {
+      ++ctx_.stats.ae_refused;
+      return;
+    }
+    if (root(rr.range) == rr.root) continue;
+    if (resp.ranges.size() >= ctx_.config.ae_ranges_diff_max) break;
+    const Leaves& l = leaves(rr.range);
+    resp.ranges.push_back(AeRangeLeaves{rr.range, {l.begin(), l.end()}});
+  }
+  ctx_.send(from, std::move(resp));
+}
+
+void AntiEntropy::on_tree_resp(NodeId from, const AeTreeResp& m) {
+  if (!exchange_ || exchange_->req != m.req || exchange_->peer != from) return;  // stale
+  std::vector<AeBucket> differing;
+  for (const AeRangeLeaves& rl : m.ranges) {
+    if (!shares(rl.range, from) || rl.leaves.size() != ae_leaves) {
+      ++ctx_.stats.ae_refused;
+      exchange_.reset();
+      return;
+    }
+    ++ctx_.stats.ae_ranges_differing;
+    const Leaves& own = leaves(rl.range);
+    for (std::uint32_t leaf = 0; leaf < ae_leaves; ++leaf) {
+      if (own[leaf] != rl.leaves[leaf]) differing.push_back(AeBucket{rl.range, leaf, {}});
+    }
+  }
+  if (differing.empty()) {
+    exchange_.reset();
+    return;
+  }
+  std::sort(differing.begin(), differing.end(), [](const AeBucket& a, const AeBucket& b) {
+    return std::pair{a.range, a.leaf} < std::pair{b.range, b.leaf};
+  });
+  const auto own_keys = keys_in(differing);
+  // Whole buckets in order while they fit; a first bucket too big for one message is listed in
+  // parts, one per exchange, each resuming after the last key of the one before.
+  AeKeysReq req{m.req, {}, {}};
+  std::size_t bytes = 0;
+  std::size_t next = 0;  // into own_keys
+  std::optional<Resume> resume;
+  if (auto it = resume_.find(from); it != resume_.end()) {
+    resume = std::move(it->second);
+    resume_.erase(it);
+  }
+  if (resume && (differing[0].range != resume->range || differing[0].leaf != resume->leaf)) resume.reset();
+  if (resume) {
+    differing[0].after = resume->after;
+    while (next < own_keys.size() && ctx_.ring.range_of(*own_keys[next].first) == resume->range &&
+           leaf_of(*own_keys[next].first) == resume->leaf && *own_keys[next].first <= resume->after) {
+      ++next;
+    }
+  }
+  for (AeBucket& b : differing) {
+    std::size_t end = next;
+    std::size_t bucket_bytes = 0;
+    while (end < own_keys.size() && ctx_.ring.range_of(*own_keys[end].first) == b.range &&
+           leaf_of(*own_keys[end].first) == b.leaf) {
+      bucket_bytes += own_keys[end].first->size() + listed_key_overhead_bytes;
+      ++end;
+    }
+    if (bytes + bucket_bytes > ctx_.config.ae_message_bytes_max) {
+      if (!req.buckets.empty()) break;
+      // Cut: as many keys as fit (one at least), the bucket covering keys up to the last.
+      const std::size_t bucket_end = end;
+      end = next;
+      auto cost = [&](std::size_t i) { return own_keys[i].first->size() + listed_key_overhead_bytes; };
+      while (end < bucket_end &&
+             (end == next || bytes + cost(end) <= ctx_.config.ae_message_bytes_max)) {
+        bytes += cost(end);
+        ++end;
+      }
+      b.upto = *own_keys[end - 1].first;
+      resume_[from] = Resume{b.range, b.leaf, b.upto};
+      bucket_bytes = 0;
+    }
+    bytes += bucket_bytes;
+    for (; next < end; ++next) {
+      const auto& [key, record] = own_keys[next];
+      req.keys.push_back(AeKeyVersion{*key, record->version, record_digest(*key, *record)});
+    }
+    req.buckets.push_back(std::move(b));
+    if (!req.buckets.back().upto.empty()) break;
+  }
+  std::sort(req.keys.begin(), req.keys.end(),
+            [](const AeKeyVersion& a, const AeKeyVersion& b) { return a.key < b.key; });
+  ctx_.send(from, std::move(req));
+}
+
+void AntiEntropy::on_keys_req(NodeId from, const AeKeysReq& m) {
+  refill(ctx_.now_ms);
+  std::map<std::pair<std::uint32_t, std::uint32_t>, const AeBucket*> covered;
+  for (const AeBucket& b : m.buckets) {
+    if (!shares(b.range, from) || b.leaf >= ae_leaves) {
+      ++ctx_.stats.ae_refused;
+      return;
+    }
+    covered[{b.range, b.leaf}] = &b;
+  }
+  auto bucket_of = [&](const std::string& key) -> const AeBucket* {
+    auto it = covered.find({static_cast<std::uint32_t>(ctx_.ring.range_of(key)), leaf_of(key)});
+    if (it == covered.end()) return nullptr;
+    const AeBucket* b = it->second;
+    return (b->after.empty() || key > b->after) && (b->upto.empty() || key <= b->upto) ? b : nullptr;
+  };
+  std::map<std::string_view, const AeKeyVersion*> theirs;
+  for (const AeKeyVersion& k : m.keys) {
+    if (k.key.empty() || k.key.size() > ctx_.config.key_bytes_max || !bucket_of(k.key)) {
+      ++ctx_.stats.ae_refused;
+      return;
+    }
+    theirs[k.key] = &k;
+  }
+  for (const auto& [key, record] : keys_in(m.buckets)) {
+    if (!bucket_of(*key)) continue;  // outside a list in parts
+    auto it = theirs.find(*key);
+    if (it == theirs.end() || record->version > it->second->version ||
+        (record->version == it->second->version &&
+         !same_record(*record, *it->second, record_digest(*key, *record)))) {
+      push(from, m.req, *key, *record);
+    }
+  }
+  AeKeysResp resp{m.req, {}};
+  std::size_t bytes = 0;
+  for (const auto& [key, k] : theirs) {
+    const Record* own = ctx_.state.store.find(key);
+    if (own && (own->version > k->version || same_record(*own, *k, record_digest(key, *own)))) {
+      continue;
+    }
+    bytes += key.size() + listed_key_overhead_bytes;
+    if (bytes > ctx_.config.ae_message_bytes_max) break;  // the rest in a later exchange
+    resp.want.emplace_back(key);
+  }
+  ctx_.send(from, std::move(resp));
+}
+
+void AntiEntropy::on_keys_resp(NodeId from, const AeKeysResp& m) {
+  if (!exchange_ || exchange_->req != m.req || exchange_->peer != from) return;  // stale
+  exchange_.reset();
+  refill(ctx_.now_ms);
+  for (const std::string& key : m.want) {
+    if (key.empty() || key.size() > ctx_.config.key_bytes_max) {
+      ++ctx_.stats.ae_refused;
+      return;
+    }
+    const Record* own = ctx_.state.store.find(key);
+    const auto range = static_cast<std::uint32_t>(ctx_.ring.range_of(key));
+    if (own && shares(range, from)) push(from, m.req, key, *own);
+  }
+}
+
+std::string AntiEntropy::check_invariants() const {
+  if (exchange_ && !shared_.contains(exchange_->peer)) {
+    return "anti-entropy exchange under way with n" + std::to_string(exchange_->peer) +
+           ", which shares no range with this node";
+  }
+  if (budget_ > static_cast<std::int64_t>(ctx_.config.ae_bytes_per_s)) {
+    return "anti-entropy budget above its burst";
+  }
+  return {};
+}
+
+std::string AntiEntropy::check_trees() const {
+  std::unordered_map<std::uint32_t, Leaves> expected;
+  ctx_.state.store.for_each([&](const Store::Entry& e) {
+    expected[static_cast<std::uint32_t>(ctx_.ring.range_of(e.first))][leaf_of(e.first)] ^=
+        record_digest(e.first, e.second);
+  });
+  for (std::uint32_t r = 0; r < replicas_.size(); ++r) {
+    auto it = expected.find(r);
+    const Leaves want = it == expected.end() ? Leaves{} : it->second;
+    if (leaves(r) != want) return "anti-entropy tree of range " + std::to_string(r) + " differs from the store";
+  }
+  return {};
+}
+
+}  // namespace kv

@@ -1,0 +1,116 @@
+// Anti-entropy: replicas of a range converge without any client read (Dynamo's Merkle trees,
+// kept incrementally as Riak's TicTac AAE keeps them).
+//
+// The tree. Every range of the ring (ring.h: the arc ending at one token, whose keys share one
+// preference list) has ae_leaves leaves; a key falls in one of them by its hash. A leaf is the
+// XOR of the digests of its records (key, version, tombstone flag and value), so a write updates
+// it in constant time: XOR the old digest out and the new one in. A range's root is a hash of its
+// leaves. The tree lives in memory only and is rebuilt from the store when the node starts.
+//
+// The exchange. Every ae_interval_ms a node takes the next peer in turn and runs one exchange
+// with it over the ranges both replicate:
+//   1. AeTreeReq   initiator -> peer: the roots (up to ae_ranges_per_exchange_max ranges, the next
+//                  ones in turn), with the ring's fingerprint (both must number ranges alike);
+//   2. AeTreeResp  peer -> initiator: the peer's leaves of the ranges whose roots differ (up to
+//                  ae_ranges_diff_max);
+//   3. AeKeysReq   initiator -> peer: its keys, versions and digests in every leaf that differs
+//                  (up to ae_message_bytes_max: the rest waits for a later exchange);
+//   4. the peer pushes every record of those leaves that the initiator lacks or holds older, and
+//      answers AeKeysResp with the keys it wants; the initiator pushes those.
+// Pushes are WriteReq of kind anti_entropy, merged as any write is (newest wins: an exchange can
+// never roll a record back) and made durable before anything that depends on them; nobody waits
+// for them, so they are not acknowledged. What a lost message or a crash interrupts, a later
+// exchange finds again: the trees still differ. Pushes spend a byte budget refilled at
+// ae_bytes_per_s (one second of burst); a push the budget cannot pay for waits for a later
+// exchange.
+//
+// Every input is distrusted: a range this node does not share with the sender, a leaf out of
+// bounds or a pushed record of a key this node does not replicate is refused and counted.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/messages.h"
+#include "core/version.h"
+
+namespace kv {
+
+struct Context;
+
+class AntiEntropy {
+ public:
+  // Builds the trees from the store `ctx` holds (linear in the store).
+  AntiEntropy(Context& ctx, std::uint64_t now_ms);
+
+  // The digest of the record stored for `key` (0: none). A change to the store is reported as
+  // changed(key, digest before, the new record).
+  std::uint64_t digest_of(const std::string& key) const;
+  void changed(const std::string& key, std::uint64_t before, const Record& after);
+  // Whether this node is one of `key`'s replicas: only those take anti-entropy pushes.
+  bool replicates(std::string_view key) const;
+
+  // Starts an exchange when one is due. Only when ae_interval_ms is not 0; a node with anti-
+  // entropy off still answers its peers.
+  void tick(std::uint64_t now_ms);
+  // When tick wants to run next (local clock), if this node starts exchanges.
+  std::optional<std::uint64_t> next_round_ms() const;
+
+  void on_tree_req(NodeId from, const AeTreeReq& m);
+  void on_tree_resp(NodeId from, const AeTreeResp& m);
+  void on_keys_req(NodeId from, const AeKeysReq& m);
+  void on_keys_resp(NodeId from, const AeKeysResp& m);
+
+  // Cheap invariants, for every input: the exchange under way is with a peer, the budget within
+  // its burst.
+  std::string check_invariants() const;
+  // Whether every tree holds exactly the store's records: linear in the store, for tests and the
+  // simulator's checks at quiet.
+  std::string check_trees() const;
+
+ private:
+  using Leaves = std::array<std::uint64_t, ae_leaves>;
+  struct Exchange {
+    std::uint64_t req = 0;
+    NodeId peer = 0;
+  };
+  // Where the next list of a bucket too big for one message resumes, per peer.
+  struct Resume {
+    std::uint32_t range = 0, leaf = 0;
+    std::string after;
+  };
+
+  static std::uint64_t record_digest(std::string_view key, const Record& r);
+  static std::uint32_t leaf_of(std::string_view key);
+  std::uint64_t root(std::uint32_t range) const;
+  const Leaves& leaves(std::uint32_t range) const;
+  bool shares(std::uint32_t range, NodeId peer) const;
+  // This node's records in `buckets` ((range, leaf), ascending), by bucket then key.
+  std::vector<std::pair<const std::string*, const Record*>> keys_in(
+      const std::vector<AeBucket>& buckets) const;
+  void refill(std::uint64_t now_ms);
+  void push(NodeId to, std::uint64_t req, const std::string& key, const Record& r);
+
+  Context& ctx_;
+  std::uint64_t fingerprint_;
+  std::vector<std::vector<NodeId>> replicas_;          // by range: its preference list
+  std::unordered_map<std::uint32_t, Leaves> trees_;    // by range; absent: every leaf 0
+  std::map<NodeId, std::vector<std::uint32_t>> shared_;  // peer -> ranges both replicate
+  std::vector<NodeId> peers_;                          // the keys of shared_, ascending
+  std::size_t next_peer_ = 0;
+  std::map<NodeId, std::size_t> range_cursor_;         // where the next roots to a peer start
+  std::optional<Exchange> exchange_;                   // the one this node started, if any
+  std::map<NodeId, Resume> resume_;
+  std::uint64_t next_round_ms_;
+  std::int64_t budget_;                                // bytes; may go below 0 by one push
+  std::uint64_t budget_at_ms_;
+};
+
+}  // namespace kv
