@@ -356,6 +356,24 @@ std::vector<Violation> check_replicas_at_quiet(const std::vector<const Replica*>
     }
   }
   if (!ctx.ring) return out;
+  // Placement: only a key's replicas store it. A coordinator that is not one stores nothing, a
+  // sloppy stand-in keeps a hint, and anti-entropy pushes only to replicas.
+  for (std::size_t i = 0; i < replicas.size(); ++i) {
+    if (!replicas[i]) continue;
+    const auto id = static_cast<NodeId>(i + 1);
+    auto misplaced = [&](const Store::Entry& e) {
+      const auto owners = ctx.ring->preference_list(e.first, ctx.replicas);
+      return std::find(owners.begin(), owners.end(), id) == owners.end();
+    };
+    if (!replicas[i]->state().store.any_of(misplaced)) continue;
+    for (const Store::Entry* e : replicas[i]->state().store.sorted()) {
+      if (!misplaced(*e)) continue;
+      out.push_back({"placement", when + "n" + std::to_string(id) + " stores " + e->first +
+                                      " (version " + e->second.version.to_string() +
+                                      "), of which it is not a replica"});
+      break;
+    }
+  }
   std::map<std::string, const Op*> newest;
   for (const Op& op : ops) {
     if (!must_survive(op, ctx)) continue;
