@@ -297,7 +297,17 @@ def varint(n):
             return bytes(out)
 
 
-def handshake_frame(cluster_id, node_id, protocol_version=1):
+def peer_protocol_version():
+    """The version kvnode speaks, read from the source it was built from (net/peer_codec.h)."""
+    header = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "net", "peer_codec.h")
+    with open(header) as f:
+        return int(re.search(r"peer_protocol_version = (\d+);", f.read()).group(1))
+
+
+PEER_PROTOCOL_VERSION = peer_protocol_version()
+
+
+def handshake_frame(cluster_id, node_id, protocol_version=PEER_PROTOCOL_VERSION):
     """A peer link's first frame (net/peer_codec.h): u32 length, u32 CRC-32C, kv.pb.Handshake."""
     cid = cluster_id.encode()
     payload = (b"\x0a" + varint(len(cid)) + cid + b"\x10" + varint(node_id) +
@@ -530,7 +540,7 @@ def test_handshake_refused(c):
     cases = [
         (handshake_frame("intruders", 2), r"cluster id 'intruders' != 'kv'"),
         (handshake_frame("kv", 99), r"node 99 is not a peer of this node"),
-        (handshake_frame("kv", 2, protocol_version=7), r"protocol version 7 != 1"),
+        (handshake_frame("kv", 2, protocol_version=7), r"protocol version 7 != %d" % PEER_PROTOCOL_VERSION),
         (b"\x08\x00\x00\x00\xde\xad\xbe\xef" + b"\x00" * 8, r"checksum mismatch"),
     ]
     for frame, reason in cases:
