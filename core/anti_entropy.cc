@@ -2,6 +2,7 @@
 #include "core/anti_entropy.h"
 
 #include <algorithm>
+#include <tuple>
 #include <utility>
 
 #include "core/context.h"
@@ -52,7 +53,7 @@ AntiEntropy::AntiEntropy(Context& ctx, std::uint64_t now_ms)
   ctx_.state.store.for_each([this](const Store::Entry& e) { changed(e.first, 0, e.second); });
 }
 
-std::uint64_t AntiEntropy::record_digest(std::string_view key, const Record& r) {
+std::uint64_t AntiEntropy::digest(std::string_view key, const Record& r) {
   std::uint64_t h = mix(hash64(key), r.version.physical_ms);
   h = mix(h, (std::uint64_t{r.version.counter} << 32) | r.version.node);
   h = mix(h, (std::uint64_t{r.tombstone} << 32) | crc32c(r.value));
@@ -64,15 +65,10 @@ std::uint32_t AntiEntropy::leaf_of(std::string_view key) {
   return static_cast<std::uint32_t>(hash64(key) % ae_leaves);
 }
 
-std::uint64_t AntiEntropy::digest_of(const std::string& key) const {
-  const Record* r = ctx_.state.store.find(key);
-  return r ? record_digest(key, *r) : 0;
-}
-
 void AntiEntropy::changed(const std::string& key, std::uint64_t before, const Record& after) {
   const auto range = static_cast<std::uint32_t>(ctx_.ring.range_of(key));
   std::uint64_t& leaf = trees_[range][leaf_of(key)];
-  leaf ^= before ^ record_digest(key, after);
+  leaf ^= before ^ digest(key, after);
 }
 
 bool AntiEntropy::replicates(std::string_view key) const {
@@ -101,21 +97,18 @@ bool AntiEntropy::shares(std::uint32_t range, NodeId peer) const {
          std::find(owners.begin(), owners.end(), peer) != owners.end();
 }
 
-std::vector<std::pair<const std::string*, const Record*>> AntiEntropy::keys_in(
-    const std::vector<AeBucket>& buckets) const {
+std::vector<AntiEntropy::Held> AntiEntropy::keys_in(const std::vector<AeBucket>& buckets) const {
   std::vector<std::pair<std::uint32_t, std::uint32_t>> wanted;
   for (const AeBucket& b : buckets) wanted.emplace_back(b.range, b.leaf);
   std::sort(wanted.begin(), wanted.end());
-  std::vector<std::pair<const std::string*, const Record*>> out;
+  std::vector<Held> out;
   ctx_.state.store.for_each([&](const Store::Entry& e) {
-    const std::pair<std::uint32_t, std::uint32_t> at{
-        static_cast<std::uint32_t>(ctx_.ring.range_of(e.first)), leaf_of(e.first)};
-    if (std::binary_search(wanted.begin(), wanted.end(), at)) out.emplace_back(&e.first, &e.second);
+    const Held h{static_cast<std::uint32_t>(ctx_.ring.range_of(e.first)), leaf_of(e.first), &e.first,
+                 &e.second};
+    if (std::binary_search(wanted.begin(), wanted.end(), std::pair{h.range, h.leaf})) out.push_back(h);
   });
-  std::sort(out.begin(), out.end(), [this](const auto& a, const auto& b) {
-    const auto ka = std::pair{ctx_.ring.range_of(*a.first), leaf_of(*a.first)};
-    const auto kb = std::pair{ctx_.ring.range_of(*b.first), leaf_of(*b.first)};
-    return ka != kb ? ka < kb : *a.first < *b.first;
+  std::sort(out.begin(), out.end(), [](const Held& a, const Held& b) {
+    return std::tie(a.range, a.leaf, *a.key) < std::tie(b.range, b.leaf, *b.key);
   });
   return out;
 }
@@ -220,17 +213,16 @@ void AntiEntropy::on_tree_resp(NodeId from, const AeTreeResp& m) {
   if (resume && (differing[0].range != resume->range || differing[0].leaf != resume->leaf)) resume.reset();
   if (resume) {
     differing[0].after = resume->after;
-    while (next < own_keys.size() && ctx_.ring.range_of(*own_keys[next].first) == resume->range &&
-           leaf_of(*own_keys[next].first) == resume->leaf && *own_keys[next].first <= resume->after) {
+    while (next < own_keys.size() && own_keys[next].range == resume->range &&
+           own_keys[next].leaf == resume->leaf && *own_keys[next].key <= resume->after) {
       ++next;
     }
   }
   for (AeBucket& b : differing) {
     std::size_t end = next;
     std::size_t bucket_bytes = 0;
-    while (end < own_keys.size() && ctx_.ring.range_of(*own_keys[end].first) == b.range &&
-           leaf_of(*own_keys[end].first) == b.leaf) {
-      bucket_bytes += own_keys[end].first->size() + listed_key_overhead_bytes;
+    while (end < own_keys.size() && own_keys[end].range == b.range && own_keys[end].leaf == b.leaf) {
+      bucket_bytes += own_keys[end].key->size() + listed_key_overhead_bytes;
       ++end;
     }
     if (bytes + bucket_bytes > ctx_.config.ae_message_bytes_max) {
@@ -238,20 +230,20 @@ void AntiEntropy::on_tree_resp(NodeId from, const AeTreeResp& m) {
       // Cut: as many keys as fit (one at least), the bucket covering keys up to the last.
       const std::size_t bucket_end = end;
       end = next;
-      auto cost = [&](std::size_t i) { return own_keys[i].first->size() + listed_key_overhead_bytes; };
+      auto cost = [&](std::size_t i) { return own_keys[i].key->size() + listed_key_overhead_bytes; };
       while (end < bucket_end &&
              (end == next || bytes + cost(end) <= ctx_.config.ae_message_bytes_max)) {
         bytes += cost(end);
         ++end;
       }
-      b.upto = *own_keys[end - 1].first;
+      b.upto = *own_keys[end - 1].key;
       resume_[from] = Resume{b.range, b.leaf, b.upto};
       bucket_bytes = 0;
     }
     bytes += bucket_bytes;
     for (; next < end; ++next) {
-      const auto& [key, record] = own_keys[next];
-      req.keys.push_back(AeKeyVersion{*key, record->version, record_digest(*key, *record)});
+      const Held& h = own_keys[next];
+      req.keys.push_back(AeKeyVersion{*h.key, h.record->version, digest(*h.key, *h.record)});
     }
     req.buckets.push_back(std::move(b));
     if (!req.buckets.back().upto.empty()) break;
@@ -285,12 +277,14 @@ void AntiEntropy::on_keys_req(NodeId from, const AeKeysReq& m) {
     }
     theirs[k.key] = &k;
   }
-  for (const auto& [key, record] : keys_in(m.buckets)) {
+  for (const Held& h : keys_in(m.buckets)) {
+    const std::string* key = h.key;
+    const Record* record = h.record;
     if (!bucket_of(*key)) continue;  // outside a list in parts
     auto it = theirs.find(*key);
     if (it == theirs.end() || record->version > it->second->version ||
         (record->version == it->second->version &&
-         !same_record(*record, *it->second, record_digest(*key, *record)))) {
+         !same_record(*record, *it->second, digest(*key, *record)))) {
       push(from, m.req, *key, *record);
     }
   }
@@ -298,7 +292,7 @@ void AntiEntropy::on_keys_req(NodeId from, const AeKeysReq& m) {
   std::size_t bytes = 0;
   for (const auto& [key, k] : theirs) {
     const Record* own = ctx_.state.store.find(key);
-    if (own && (own->version > k->version || same_record(*own, *k, record_digest(key, *own)))) {
+    if (own && (own->version > k->version || same_record(*own, *k, digest(key, *own)))) {
       continue;
     }
     bytes += key.size() + listed_key_overhead_bytes;
@@ -338,7 +332,7 @@ std::string AntiEntropy::check_trees() const {
   std::unordered_map<std::uint32_t, Leaves> expected;
   ctx_.state.store.for_each([&](const Store::Entry& e) {
     expected[static_cast<std::uint32_t>(ctx_.ring.range_of(e.first))][leaf_of(e.first)] ^=
-        record_digest(e.first, e.second);
+        digest(e.first, e.second);
   });
   for (std::uint32_t r = 0; r < replicas_.size(); ++r) {
     auto it = expected.find(r);

@@ -50,9 +50,9 @@ class AntiEntropy {
   // Builds the trees from the store `ctx` holds (linear in the store).
   AntiEntropy(Context& ctx, std::uint64_t now_ms);
 
-  // The digest of the record stored for `key` (0: none). A change to the store is reported as
-  // changed(key, digest before, the new record).
-  std::uint64_t digest_of(const std::string& key) const;
+  // The digest of `key`'s record `r` (never 0, which stands for no record). A change to the
+  // store is reported as changed(key, digest of the record before or 0, the new record).
+  static std::uint64_t digest(std::string_view key, const Record& r);
   void changed(const std::string& key, std::uint64_t before, const Record& after);
   // Whether this node is one of `key`'s replicas: only those take anti-entropy pushes.
   bool replicates(std::string_view key) const;
@@ -87,14 +87,18 @@ class AntiEntropy {
     std::string after;
   };
 
-  static std::uint64_t record_digest(std::string_view key, const Record& r);
   static std::uint32_t leaf_of(std::string_view key);
   std::uint64_t root(std::uint32_t range) const;
   const Leaves& leaves(std::uint32_t range) const;
   bool shares(std::uint32_t range, NodeId peer) const;
-  // This node's records in `buckets` ((range, leaf), ascending), by bucket then key.
-  std::vector<std::pair<const std::string*, const Record*>> keys_in(
-      const std::vector<AeBucket>& buckets) const;
+  // One stored record, with the bucket it falls in.
+  struct Held {
+    std::uint32_t range = 0, leaf = 0;
+    const std::string* key = nullptr;
+    const Record* record = nullptr;
+  };
+  // This node's records in `buckets`, by bucket then key.
+  std::vector<Held> keys_in(const std::vector<AeBucket>& buckets) const;
   void refill(std::uint64_t now_ms);
   void push(NodeId to, std::uint64_t req, const std::string& key, const Record& r);
 

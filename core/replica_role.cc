@@ -24,7 +24,7 @@ void ReplicaRole::on_write_req(NodeId from, const WriteReq& m) {
   } else if (const Record* held = ctx_.state.store.find(m.key); held && compare(m.record, *held) <= 0) {
     ++ctx_.stats.stale_writes_ignored;
   } else {
-    const std::uint64_t before = ae_.digest_of(m.key);
+    const std::uint64_t before = held ? AntiEntropy::digest(m.key, *held) : 0;
     ctx_.state.store.apply(m.key, m.record);
     ae_.changed(m.key, before, m.record);
     ctx_.ready.persist.push_back(WalPut{m.key, m.record});

@@ -753,8 +753,7 @@ void World::send(const Message& m) {
     f.to_incarnation = node(m.to).incarnation;
     f.to_was_up = node(m.to).up;
     f.to = m.to;
-    f.background = std::holds_alternative<AeTreeReq>(m.body) || std::holds_alternative<AeTreeResp>(m.body) ||
-                   std::holds_alternative<AeKeysReq>(m.body) || std::holds_alternative<AeKeysResp>(m.body);
+    f.background = std::visit([](const auto& b) { return !keyed_message_v<std::decay_t<decltype(b)>>; }, m.body);
     if (faults_active_ && k.corrupt_ppm && wire_rng_.chance_ppm(k.corrupt_ppm)) {
       const std::uint64_t bit = wire_rng_.below(f.bytes.size() * 8);
       f.bytes[bit / 8] = static_cast<char>(f.bytes[bit / 8] ^ (1 << (bit % 8)));
