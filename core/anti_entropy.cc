@@ -66,9 +66,112 @@ std::uint32_t AntiEntropy::leaf_of(std::string_view key) {
 }
 
 void AntiEntropy::changed(const std::string& key, std::uint64_t before, const Record& after) {
-  const auto range = static_cast<std::uint32_t>(ctx_.ring.range_of(key));
-  std::uint64_t& leaf = trees_[range][leaf_of(key)];
+  const Bucket b{static_cast<std::uint32_t>(ctx_.ring.range_of(key)), leaf_of(key)};
+  std::uint64_t& leaf = trees_[b.first][b.second];
   leaf ^= before ^ digest(key, after);
+  if (after.tombstone && ctx_.collects_tombstones()) {
+    tombstones_[b][key] = exchanges_started_;  // a newer tombstone starts over
+  } else if (auto it = tombstones_.find(b); it != tombstones_.end() && it->second.erase(key) != 0) {
+    if (it->second.empty()) tombstones_.erase(it);
+  }
+}
+
+void AntiEntropy::synced(NodeId peer, const Bucket& bucket, std::uint64_t seq) {
+  std::uint64_t& latest = synced_[{bucket.first, peer}][bucket.second];
+  latest = std::max(latest, seq);
+  collect(bucket);
+}
+
+void AntiEntropy::credit(NodeId peer, const AeTreeResp& m) {
+  const Exchange& x = *exchange_;
+  std::vector<std::uint32_t> listed;
+  for (const AeRangeLeaves& rl : m.ranges) listed.push_back(rl.range);
+  std::sort(listed.begin(), listed.end());
+  // The peer answers differing ranges in the order asked, up to its limit: past the last one it
+  // listed, a range it left out may differ too.
+  std::size_t known = x.ranges.size();
+  if (!m.ranges.empty() && m.ranges.size() >= ctx_.config.ae_ranges_diff_max) {
+    auto last = std::find(x.ranges.begin(), x.ranges.end(), m.ranges.back().range);
+    known = last == x.ranges.end() ? 0 : static_cast<std::size_t>(last - x.ranges.begin()) + 1;
+  }
+  for (std::size_t i = 0; i < known; ++i) {
+    const std::uint32_t range = x.ranges[i];
+    if (std::binary_search(listed.begin(), listed.end(), range)) continue;
+    for (std::uint32_t leaf = 0; leaf < ae_leaves; ++leaf) synced(peer, {range, leaf}, x.seq);
+  }
+  for (const AeRangeLeaves& rl : m.ranges) {
+    const Leaves& own = leaves(rl.range);
+    for (std::uint32_t leaf = 0; leaf < ae_leaves; ++leaf) {
+      if (own[leaf] == rl.leaves[leaf]) synced(peer, {rl.range, leaf}, x.seq);
+    }
+  }
+}
+
+void AntiEntropy::collect(const Bucket& bucket) {
+  auto it = tombstones_.find(bucket);
+  if (it == tombstones_.end()) return;
+  const auto& owners = replicas_[bucket.first];
+  // Every other replica was seen holding what this node held by exchange `proven` or a later one.
+  std::uint64_t proven = ~std::uint64_t{0};
+  for (NodeId peer : owners) {
+    if (peer == ctx_.config.self) continue;
+    auto s = synced_.find({bucket.first, peer});
+    if (s == synced_.end()) return;
+    proven = std::min(proven, s->second[bucket.second]);
+  }
+  std::vector<std::pair<std::string, Record>> ripe;
+  for (const auto& [key, arrived] : it->second) {
+    if (arrived >= proven) continue;  // no exchange since it arrived has seen every replica
+    const Record* t = ctx_.state.store.find(key);
+    if (!t || !t->tombstone) continue;
+    if (t->version.physical_ms + ctx_.config.tombstone_grace_ms > ctx_.now_ms) continue;
+    const auto hints = ctx_.state.hints.for_key(key, ctx_.config.members);
+    if (std::any_of(hints.begin(), hints.end(), [&](const auto& h) { return h.second->version > t->version; })) {
+      continue;  // a newer write is still on its way to some replica
+    }
+    ripe.emplace_back(key, *t);
+  }
+  for (const auto& [key, t] : ripe) {
+    drop(key, t);
+    ++ctx_.stats.tombstones_collected;
+    for (NodeId peer : owners) {
+      if (peer != ctx_.config.self) ctx_.send(peer, WriteReq{0, WriteKind::reap, key, t, 0});
+    }
+  }
+}
+
+void AntiEntropy::drop(const std::string& key, const Record& t) {
+  ctx_.state.store.drop_tombstone(key, t.version);
+  ctx_.ready.persist.push_back(WalDrop{key, t.version});
+  const Bucket b{static_cast<std::uint32_t>(ctx_.ring.range_of(key)), leaf_of(key)};
+  trees_[b.first][b.second] ^= digest(key, t);
+  if (auto it = tombstones_.find(b); it != tombstones_.end()) {
+    it->second.erase(key);
+    if (it->second.empty()) tombstones_.erase(it);
+  }
+  std::vector<std::pair<NodeId, Version>> moot;  // hints older than the tombstone
+  for (const auto& [target, r] : ctx_.state.hints.for_key(key, ctx_.config.members)) {
+    if (r->version <= t.version) moot.emplace_back(target, r->version);
+  }
+  for (const auto& [target, version] : moot) {
+    ctx_.state.hints.remove_delivered(target, key, version);
+    ctx_.ready.persist.push_back(WalHintDone{target, key, version});
+    ++ctx_.stats.hints_dropped_with_tombstone;
+  }
+}
+
+bool AntiEntropy::on_reap(NodeId from, const std::string& key, const Record& t) {
+  if (!shares(static_cast<std::uint32_t>(ctx_.ring.range_of(key)), from)) {
+    ++ctx_.stats.ae_refused;
+    return false;
+  }
+  const Record* held = ctx_.state.store.find(key);
+  if (!ctx_.collects_tombstones() || !held || !held->tombstone || held->version != t.version) {
+    return true;  // something newer, or nothing: nothing to drop
+  }
+  drop(key, Record{*held});
+  ++ctx_.stats.tombstones_reaped;
+  return true;
 }
 
 bool AntiEntropy::replicates(std::string_view key) const {
@@ -153,7 +256,11 @@ void AntiEntropy::tick(std::uint64_t now_ms) {
     m.ranges.push_back(AeRangeRoot{range, root(range)});
   }
   cursor = (cursor + count) % ranges.size();
-  exchange_ = Exchange{m.req, peer};  // a reply to an earlier exchange is ignored from now on
+  std::vector<std::uint32_t> sent;
+  sent.reserve(m.ranges.size());
+  for (const AeRangeRoot& rr : m.ranges) sent.push_back(rr.range);
+  // A reply to an earlier exchange is ignored from now on.
+  exchange_ = Exchange{m.req, peer, ++exchanges_started_, std::move(sent)};
   ++ctx_.stats.ae_exchanges;
   ctx_.send(peer, std::move(m));
 }
@@ -192,6 +299,7 @@ void AntiEntropy::on_tree_resp(NodeId from, const AeTreeResp& m) {
       if (own[leaf] != rl.leaves[leaf]) differing.push_back(AeBucket{rl.range, leaf, {}});
     }
   }
+  if (ctx_.collects_tombstones()) credit(from, m);
   if (differing.empty()) {
     exchange_.reset();
     return;

@@ -24,6 +24,19 @@
 // ae_bytes_per_s (one second of burst); a push the budget cannot pay for waits for a later
 // exchange.
 //
+// Tombstone collection (repair-gated, as ScyllaDB's tombstone_gc: repair). A tombstone held here
+// is collected once (1) every other replica of its range was seen holding it: an exchange that
+// started after the tombstone arrived here found that peer's root of the range, or its leaf of
+// the tombstone's bucket, equal to this node's; (2) its version is tombstone_grace_ms old on this
+// node's clock, so that no write older than it can still be on its way (a request's retries, a
+// delayed message); and (3) no hint this node holds for the key is newer (older ones are moot and
+// dropped with it). Collecting drops the record (a WAL drop entry) and tells the other replicas
+// (WriteReq of kind reap): each drops its copy if it holds that very tombstone, with the hints
+// it holds for the key that are older. A replica that missed the reap still holds the tombstone
+// and pushes it back in a later exchange; the collector then holds it again, sees every replica
+// holding it again and reaps again. Hints anywhere expire at half the grace (hint_delivery.h), so
+// that none older than the tombstone outlives it. Collection runs only without bridges.
+//
 // Every input is distrusted: a range this node does not share with the sender, a leaf out of
 // bounds or a pushed record of a key this node does not replicate is refused and counted.
 #pragma once
@@ -54,6 +67,9 @@ class AntiEntropy {
   // store is reported as changed(key, digest of the record before or 0, the new record).
   static std::uint64_t digest(std::string_view key, const Record& r);
   void changed(const std::string& key, std::uint64_t before, const Record& after);
+  // `from` reaps `key`'s tombstone `t`: dropped here if this node holds exactly it. False if the
+  // reap is refused (a key this node and `from` do not both replicate).
+  bool on_reap(NodeId from, const std::string& key, const Record& t);
   // Whether this node is one of `key`'s replicas: only those take anti-entropy pushes.
   bool replicates(std::string_view key) const;
 
@@ -80,7 +96,10 @@ class AntiEntropy {
   struct Exchange {
     std::uint64_t req = 0;
     NodeId peer = 0;
+    std::uint64_t seq = 0;                 // exchanges started by this node, counted
+    std::vector<std::uint32_t> ranges;     // whose roots it sent, in that order
   };
+  using Bucket = std::pair<std::uint32_t, std::uint32_t>;  // (range, leaf)
   // Where the next list of a bucket too big for one message resumes, per peer.
   struct Resume {
     std::uint32_t range = 0, leaf = 0;
@@ -100,6 +119,15 @@ class AntiEntropy {
   // This node's records in `buckets`, by bucket then key.
   std::vector<Held> keys_in(const std::vector<AeBucket>& buckets) const;
   void refill(std::uint64_t now_ms);
+  // Exchange `seq` saw `peer` hold what this node holds in `bucket` (tombstone collection).
+  void synced(NodeId peer, const Bucket& bucket, std::uint64_t seq);
+  // What the peer's answer to the exchange under way proves it holds: every range whose root it
+  // found equal to ours, and every equal leaf of the ranges it answered.
+  void credit(NodeId peer, const AeTreeResp& m);
+  // Collects the tombstones of `bucket` every other replica is known to hold.
+  void collect(const Bucket& bucket);
+  // Drops `key`'s tombstone `t` (held here) and the older hints for it.
+  void drop(const std::string& key, const Record& t);
   void push(NodeId to, std::uint64_t req, const std::string& key, const Record& r);
 
   Context& ctx_;
@@ -112,6 +140,12 @@ class AntiEntropy {
   std::map<NodeId, std::size_t> range_cursor_;         // where the next roots to a peer start
   std::optional<Exchange> exchange_;                   // the one this node started, if any
   std::map<NodeId, Resume> resume_;
+  // Tombstone collection: the tombstones held, by bucket, with the count of exchanges this node
+  // had started when each arrived; and by (range, peer), per leaf, the latest exchange that saw
+  // the peer hold what this node held in it.
+  std::uint64_t exchanges_started_ = 0;
+  std::map<Bucket, std::map<std::string, std::uint64_t>> tombstones_;
+  std::map<std::pair<std::uint32_t, NodeId>, std::array<std::uint64_t, ae_leaves>> synced_;
   std::uint64_t next_round_ms_;
   std::int64_t budget_;                                // bytes; may go below 0 by one push
   std::uint64_t budget_at_ms_;

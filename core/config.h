@@ -36,6 +36,13 @@ struct ReplicaConfig {
   std::size_t ae_message_bytes_max = 1u << 20;      // a key list or want list stops here
   std::size_t ae_ranges_per_exchange_max = 4096;    // roots sent in one exchange
   std::size_t ae_ranges_diff_max = 256;             // differing ranges answered in one exchange
+  // Tombstone collection (anti_entropy.h): a tombstone is dropped once every other replica of
+  // its range was seen holding it by an exchange, and its version is this old; hints are then
+  // dropped undelivered once their version is half this old. 0 = tombstones are kept forever.
+  // Only without bridges (PostgreSQL or the legacy API could bring a collected key back) and
+  // without sloppy quorums.
+  // Clocks must agree, and a message must arrive, within a quarter of it.
+  std::uint64_t tombstone_grace_ms = 600'000;
 
   std::size_t key_bytes_max = 8 * 1024;
   std::size_t value_bytes_max = 1024 * 1024;
@@ -59,6 +66,14 @@ struct ReplicaConfig {
   // different base (restart count, boot time), so that a reply to a request sent before a crash
   // is never taken for a reply to a new request.
   std::uint64_t request_id_base = 0;
+
+  // Whether tombstones are collected (and hints expire): see tombstone_grace_ms. The proofs come
+  // from the exchanges this node starts, so anti-entropy must be on; and not with sloppy
+  // quorums, where a stand-in's hint may be a write's only copy and must never expire.
+  bool collects_tombstones() const {
+    return tombstone_grace_ms != 0 && ae_interval_ms != 0 && !sloppy_quorum &&
+           pg_mode == PgMode::off && !legacy;
+  }
 };
 
 }  // namespace kv

@@ -16,6 +16,8 @@ Context::Context(ReplicaConfig c, DurableState s, std::uint64_t now)
   assert(config.replicas >= 1 && config.replicas <= config.members.size());
   assert(config.read_quorum >= 1 && config.read_quorum <= config.replicas);
   assert(config.write_quorum >= 1 && config.write_quorum <= config.replicas);
+  // A request's retries must be over well before a tombstone they could undo is collected.
+  assert(config.tombstone_grace_ms == 0 || config.tombstone_grace_ms >= 2 * config.request_timeout_ms);
   for (NodeId m : config.members) ring.add_node(m);
   assert(ring.contains(config.self));
   for (const Store::Entry* e : state.store.sorted()) hlc.observe(e->second.version);

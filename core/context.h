@@ -37,6 +37,7 @@ struct Context {
   bool issued(std::uint64_t id) const { return id > config.request_id_base && id < next_id; }
   std::size_t majority() const { return config.replicas / 2 + 1; }
   bool bridges_on() const { return config.pg_mode != PgMode::off || config.legacy; }
+  bool collects_tombstones() const { return config.collects_tombstones(); }
   // At or before the clock's latest stamp: nothing this node holds may be ahead of its clock.
   bool not_after_clock(const Version& v) const {
     const Version& last = hlc.last();

@@ -1,5 +1,6 @@
 #include "core/hint_delivery.h"
 
+#include <algorithm>
 #include <string>
 
 #include "core/context.h"
@@ -15,13 +16,24 @@ void HintDelivery::deliver(std::uint64_t now_ms) {
   if (now_ms < next_round_ms_ || ctx_.state.hints.size() == 0) return;
   next_round_ms_ = now_ms + ctx_.config.hint_interval_ms;
   const auto& hints = ctx_.state.hints.hints();
+  // With tombstone collection, a hint half the grace old is dropped undelivered: delivered later,
+  // it could outlive a tombstone of its key and bring the key back. Anti-entropy repairs the copy.
+  const bool expire = ctx_.collects_tombstones();
   auto it = hints.lower_bound(cursor_);
-  for (std::size_t sent = 0; sent < ctx_.config.hint_deliveries_per_interval_max; ++sent) {
+  const std::size_t round = std::min(ctx_.config.hint_deliveries_per_interval_max, hints.size());
+  for (std::size_t i = 0; i < round && !hints.empty(); ++i) {
     if (it == hints.end()) it = hints.begin();
-    const auto& [hint_key, record] = *it;
+    const auto cur = it++;
+    const auto& [hint_key, record] = *cur;
+    if (expire && record.version.physical_ms + ctx_.config.tombstone_grace_ms / 2 <= now_ms) {
+      const HintStore::HintKey gone = hint_key;
+      const Version version = record.version;
+      ctx_.state.hints.remove_delivered(gone.first, gone.second, version);
+      ctx_.ready.persist.push_back(WalHintDone{gone.first, gone.second, version});
+      ++ctx_.stats.hints_expired;
+      continue;
+    }
     ctx_.send(hint_key.first, WriteReq{0, WriteKind::hint_delivery, hint_key.second, record, 0});
-    ++it;
-    if (sent + 1 == hints.size()) break;
   }
   cursor_ = it == hints.end() ? HintStore::HintKey{} : it->first;
 }

@@ -69,6 +69,7 @@ enum class WriteKind : std::uint8_t {
   repair = 2,         // read repair
   hint_delivery = 3,  // a held hint handed to its target
   anti_entropy = 4,   // a record one replica of a range found the other lacking (anti_entropy.h)
+  reap = 5,           // a tombstone every replica holds is collected: drop it (anti_entropy.h)
 };
 struct WriteReq {
   std::uint64_t req = 0;

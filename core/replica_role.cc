@@ -13,6 +13,10 @@ void ReplicaRole::on_write_req(NodeId from, const WriteReq& m) {
   // A hint for a node outside this cluster (a peer configured with other members) could never
   // be delivered: refused, unacknowledged (found by fuzzing).
   if (m.hint_for != 0 && !ctx_.ring.contains(m.hint_for)) return;
+  if (m.kind == WriteKind::reap) {  // not acknowledged: a lost reap leaves only a tombstone
+    if (m.record.tombstone && m.hint_for == 0) ae_.on_reap(from, m.key, m.record);
+    return;
+  }
   const bool ae = m.kind == WriteKind::anti_entropy;
   if (ae && (m.hint_for != 0 || !ae_.replicates(m.key))) {  // pushed to a node not its replica
     ++ctx_.stats.ae_refused;

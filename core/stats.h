@@ -43,6 +43,10 @@ struct ReplicaStats {
   std::uint64_t ae_records_applied = 0;
   std::uint64_t ae_pushes_deferred = 0;
   std::uint64_t ae_refused = 0;
+  std::uint64_t tombstones_collected = 0;
+  std::uint64_t tombstones_reaped = 0;
+  std::uint64_t hints_dropped_with_tombstone = 0;
+  std::uint64_t hints_expired = 0;
 };
 
 struct StatField {
@@ -117,6 +121,14 @@ inline constexpr std::array replica_stat_fields = {
               "anti-entropy: records left for a later exchange by the bandwidth limit"},
     StatField{"ae_refused", &ReplicaStats::ae_refused,
               "anti-entropy: messages or records refused (another ring, a range not shared)"},
+    StatField{"tombstones_collected", &ReplicaStats::tombstones_collected,
+              "tombstones this node collected once every replica was seen holding them"},
+    StatField{"tombstones_reaped", &ReplicaStats::tombstones_reaped,
+              "tombstones dropped because another replica collected them"},
+    StatField{"hints_dropped_with_tombstone", &ReplicaStats::hints_dropped_with_tombstone,
+              "hints older than a collected tombstone, dropped with it"},
+    StatField{"hints_expired", &ReplicaStats::hints_expired,
+              "hints dropped undelivered at half the tombstone grace (anti-entropy repairs)"},
 };
 static_assert(replica_stat_fields.size() * sizeof(std::uint64_t) == sizeof(ReplicaStats),
               "every ReplicaStats member has its row in replica_stat_fields");

@@ -30,6 +30,13 @@ std::optional<Record> Store::get(std::string_view key) const {
   return it->second;
 }
 
+bool Store::drop_tombstone(std::string_view key, const Version& version) {
+  auto it = records_.find(key);
+  if (it == records_.end() || !it->second.tombstone || it->second.version != version) return false;
+  records_.erase(it);
+  return true;
+}
+
 const Record* Store::find(std::string_view key) const {
   auto it = records_.find(key);
   return it == records_.end() ? nullptr : &it->second;
@@ -41,6 +48,15 @@ bool HintStore::add(NodeId target, const std::string& key, const Record& r) {
   if (compare(r, it->second) <= 0) return false;
   it->second = r;
   return true;
+}
+
+std::vector<std::pair<NodeId, const Record*>> HintStore::for_key(
+    const std::string& key, const std::vector<NodeId>& targets) const {
+  std::vector<std::pair<NodeId, const Record*>> out;
+  for (NodeId t : targets) {
+    if (auto it = hints_.find(HintKey{t, key}); it != hints_.end()) out.emplace_back(t, &it->second);
+  }
+  return out;
 }
 
 bool HintStore::remove_delivered(NodeId target, const std::string& key, const Version& delivered) {

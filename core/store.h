@@ -29,6 +29,9 @@ class Store {
   // Merges `r` into the record of `key`. Returns true if the stored record changed.
   bool apply(const std::string& key, const Record& r);
   std::optional<Record> get(std::string_view key) const;
+  // Removes the record of `key` if it is a tombstone at exactly `version` (a collected
+  // tombstone, anti_entropy.h). Returns true if it was removed.
+  bool drop_tombstone(std::string_view key, const Version& version);
   // The stored record of `key`, or null; valid until the next apply.
   const Record* find(std::string_view key) const;
   // Every record, in key order.
@@ -69,6 +72,9 @@ class HintStore {
   bool add(NodeId target, const std::string& key, const Record& r);
   // Drops the hint for (target, key) if its version is at most `delivered`. True if dropped.
   bool remove_delivered(NodeId target, const std::string& key, const Version& delivered);
+  // The hints held for `key`, whatever their target, in target order.
+  std::vector<std::pair<NodeId, const Record*>> for_key(const std::string& key,
+                                                        const std::vector<NodeId>& targets) const;
   const std::map<HintKey, Record>& hints() const { return hints_; }
   std::size_t size() const { return hints_.size(); }
 

@@ -54,6 +54,11 @@ std::optional<WalHintDone> from_pb(const pb::WalHintDone& p) {
   return WalHintDone{p.target(), p.key(), from_pb(p.version())};
 }
 
+std::optional<WalDrop> from_pb(const pb::WalDrop& p) {
+  if (!p.has_version()) return std::nullopt;
+  return WalDrop{p.key(), from_pb(p.version())};
+}
+
 // ---- framing ----
 
 void append_record(WalType type, const google::protobuf::MessageLite& msg, std::string& out) {
@@ -72,7 +77,7 @@ void append_record(WalType type, const google::protobuf::MessageLite& msg, std::
 
 bool is_known_type(std::uint8_t type) {
   return type >= static_cast<std::uint8_t>(WalType::put) &&
-         type <= static_cast<std::uint8_t>(WalType::snapshot);
+         type <= static_cast<std::uint8_t>(WalType::drop);
 }
 
 struct Frame {
@@ -132,6 +137,8 @@ std::optional<WalEntry> parse_log_payload(WalType type, std::string_view payload
       return parse_entry<pb::WalHint>(payload);
     case WalType::hint_done:
       return parse_entry<pb::WalHintDone>(payload);
+    case WalType::drop:
+      return parse_entry<pb::WalDrop>(payload);
     case WalType::snapshot:
       return std::nullopt;  // a snapshot inside a log is damage
   }
@@ -184,13 +191,18 @@ void wal_encode(const WalEntry& entry, std::string& out) {
     msg.set_key(hint->key);
     to_pb(hint->record, *msg.mutable_record());
     append_record(WalType::hint, msg, out);
-  } else {
-    const auto& done = std::get<WalHintDone>(entry);
+  } else if (const auto* done = std::get_if<WalHintDone>(&entry)) {
     pb::WalHintDone msg;
-    msg.set_target(done.target);
-    msg.set_key(done.key);
-    to_pb(done.version, *msg.mutable_version());
+    msg.set_target(done->target);
+    msg.set_key(done->key);
+    to_pb(done->version, *msg.mutable_version());
     append_record(WalType::hint_done, msg, out);
+  } else {
+    const auto& drop = std::get<WalDrop>(entry);
+    pb::WalDrop msg;
+    msg.set_key(drop.key);
+    to_pb(drop.version, *msg.mutable_version());
+    append_record(WalType::drop, msg, out);
   }
 }
 
@@ -218,9 +230,11 @@ void wal_apply(const WalEntry& entry, DurableState& state) {
     state.store.apply(put->key, put->record);
   } else if (const auto* hint = std::get_if<WalHint>(&entry)) {
     state.hints.add(hint->target, hint->key, hint->record);
+  } else if (const auto* done = std::get_if<WalHintDone>(&entry)) {
+    state.hints.remove_delivered(done->target, done->key, done->version);
   } else {
-    const auto& done = std::get<WalHintDone>(entry);
-    state.hints.remove_delivered(done.target, done.key, done.version);
+    const auto& drop = std::get<WalDrop>(entry);
+    state.store.drop_tombstone(drop.key, drop.version);
   }
 }
 

@@ -38,6 +38,7 @@ enum class WalType : std::uint8_t {
   hint = 2,       // pb::WalHint: a hint kept for another replica
   hint_done = 3,  // pb::WalHintDone: a hint delivered and dropped
   snapshot = 4,   // pb::Snapshot: only in snapshot files
+  drop = 5,       // pb::WalDrop: a tombstone collected (anti_entropy.h)
 };
 
 struct WalPut {
@@ -57,7 +58,14 @@ struct WalHintDone {
   Version version;
   bool operator==(const WalHintDone&) const = default;
 };
-using WalEntry = std::variant<WalPut, WalHint, WalHintDone>;
+// The tombstone of `key` at `version` is collected: the record leaves the store (a record of any
+// other version stays: it was written after the drop was decided).
+struct WalDrop {
+  std::string key;
+  Version version;
+  bool operator==(const WalDrop&) const = default;
+};
+using WalEntry = std::variant<WalPut, WalHint, WalHintDone, WalDrop>;
 
 // Appends the encoded record of `entry` to `out`.
 void wal_encode(const WalEntry& entry, std::string& out);

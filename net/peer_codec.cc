@@ -161,7 +161,7 @@ void body_to_pb(const AeKeysResp& b, pb::PeerMessage& out) {
 
 Expected<WriteKind> kind_from_pb(std::uint32_t raw) {
   if (raw < static_cast<std::uint32_t>(WriteKind::client) ||
-      raw > static_cast<std::uint32_t>(WriteKind::anti_entropy)) {
+      raw > static_cast<std::uint32_t>(WriteKind::reap)) {
     return invalid_input("unknown write kind " + std::to_string(raw));
   }
   return static_cast<WriteKind>(raw);

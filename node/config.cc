@@ -60,6 +60,11 @@ po::options_description describe_options() {
      "exchanges the keys that differ; 0: it starts no exchange (it still answers its peers)")
     ("anti-entropy-bytes-per-s", po::value<std::string>()->default_value(std::to_string(rd.ae_bytes_per_s)),
      "bandwidth of the records anti-entropy sends to peers (keys and values); 0: no limit")
+    ("tombstone-grace-ms", po::value<std::string>()->default_value(std::to_string(rd.tombstone_grace_ms)),
+     "a delete's tombstone is collected once anti-entropy has seen every replica hold it and it "
+     "is this old; hints are dropped at half of it. At least twice --request-timeout-ms; clocks "
+     "must agree within a quarter of it. 0: keep tombstones forever. Off with PostgreSQL or the "
+     "legacy API, or with --sloppy-quorum")
     ("snapshot-wal-bytes", po::value<std::uint64_t>()->default_value(def.storage.snapshot_wal_bytes), "snapshot once the log is this long")
     // Limits (README.md, "Limits"): whole numbers, read by apply_limits().
     ("key-bytes-max", po::value<std::string>()->default_value(std::to_string(rd.key_bytes_max)), "largest key accepted")
@@ -200,6 +205,12 @@ Expected<void> apply_limits(const po::variables_map& vm, NodeConfig& c) {
   BOOST_OUTCOME_TRY(read_limit(vm, "anti-entropy-interval-ms", 0, timeout_ms_max, r.ae_interval_ms));
   BOOST_OUTCOME_TRY(read_limit(vm, "anti-entropy-bytes-per-s", 0, std::numeric_limits<std::int64_t>::max() / 1000,
                                r.ae_bytes_per_s));
+  BOOST_OUTCOME_TRY(read_limit(vm, "tombstone-grace-ms", 0, 52 * timeout_ms_max, r.tombstone_grace_ms));
+  if (r.tombstone_grace_ms != 0 && r.tombstone_grace_ms < 2 * r.request_timeout_ms) {
+    return invalid_input("--tombstone-grace-ms must be 0 or at least twice --request-timeout-ms (" +
+                         std::to_string(2 * r.request_timeout_ms) + "): a write's retries must end "
+                         "well before a tombstone it could undo is collected");
+  }
   // A key list or want list must fit in a frame, with room for its other fields.
   r.ae_message_bytes_max = std::min<std::size_t>(r.ae_message_bytes_max, c.frame_bytes_max / 2);
   BOOST_OUTCOME_TRY(read_limit(vm, "idle-timeout-ms", 10, timeout_ms_max, c.idle_timeout_ms));

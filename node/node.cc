@@ -294,6 +294,11 @@ std::string Node::cluster_json() const {
                        {"exchanges", replica_.stats().ae_exchanges},
                        {"records_pushed", replica_.stats().ae_records_pushed},
                        {"records_applied", replica_.stats().ae_records_applied}};
+  o["tombstones"] = {{"grace_ms", config_.replica.tombstone_grace_ms},
+                     {"collecting", config_.replica.collects_tombstones()},
+                     {"tombstones_collected", replica_.stats().tombstones_collected},
+                     {"tombstones_reaped", replica_.stats().tombstones_reaped},
+                     {"hints_expired", replica_.stats().hints_expired}};
   const auto stats = links_.stats();
   boost::json::array members;
   for (const auto& [id, addr] : config_.cluster) {

@@ -1,6 +1,10 @@
-// The checker: the consistency contract of DESIGN.md over a run's history and final state: C1-C5
-// and C7 here (C3 also at recovery, in world.cc). C6 (tombstone collection), C8 (expiry) and C9
-// (counters) belong to features the store does not have yet, and are not checked.
+// The checker: the consistency contract of DESIGN.md over a run's history and final state: C1-C7
+// here (C3 also at recovery, in world.cc). C8 (expiry) and C9 (counters) belong to features the
+// store does not have yet, and are not checked.
+//
+// C6, no resurrection: once any node collected a key's tombstone, no read that starts after it
+// returns an older value, and no replica stores one at quiet. A read that found nothing where a
+// tombstone was collected read that tombstone, for every other property.
 //
 // It knows what a client could know (operations, their real-time order, what each returned),
 // what the world saw on the wire for each request (which replicas acknowledged a write and what
@@ -40,6 +44,46 @@ std::string observed(const Op& get) {
 }
 
 bool is_acked_write(const Op& op) { return op.op != OpType::get && op.outcome == Outcome::ok; }
+
+// The newest tombstone of `key` some node collected at or before `at_us`, if any.
+std::optional<Version> collected_by(const CheckContext& ctx, const std::string& key, std::uint64_t at_us) {
+  auto it = ctx.collected.find(key);
+  if (it == ctx.collected.end()) return std::nullopt;
+  std::optional<Version> newest;
+  for (const Collected& c : it->second) {
+    if (c.at_us <= at_us && (!newest || c.version > *newest)) newest = c.version;
+  }
+  return newest;
+}
+
+// The first collection of a tombstone of `key` newer than `v`, at or before `at_us`, if any.
+const Collected* collected_newer(const CheckContext& ctx, const std::string& key, const Version& v,
+                                 std::uint64_t at_us) {
+  auto it = ctx.collected.find(key);
+  if (it == ctx.collected.end()) return nullptr;
+  for (const Collected& c : it->second) {
+    if (c.at_us <= at_us && c.version > v) return &c;
+  }
+  return nullptr;
+}
+
+std::string describe(const Collected& c) {
+  return "the tombstone at version " + c.version.to_string() + " n" + std::to_string(c.node) +
+         " collected at " + std::to_string(c.at_us / 1000) + "ms";
+}
+
+// C6: a read that starts after a key's tombstone was collected never returns an older value.
+void check_no_resurrection(const std::vector<const Op*>& key_ops, const CheckContext& ctx,
+                           std::vector<Violation>& out) {
+  for (const Op* g : key_ops) {
+    if (g->op != OpType::get || g->outcome != Outcome::ok || !g->read || g->read->tombstone) continue;
+    if (const Collected* c = collected_newer(ctx, g->key, g->read->version, g->invoke_us)) {
+      out.push_back({"C6", g->key + ": " + describe(*g) + " returned " + observed(*g) +
+                               ", older than " + describe(*c) + ": a deleted key came back"});
+      return;
+    }
+  }
+}
 
 // A replica of `key` (or, with `node`, that node) lost its disk between `from_us` and `to_us`.
 bool disk_lost_between(const CheckContext& ctx, const std::string& key, std::uint64_t from_us,
@@ -297,12 +341,19 @@ std::string value_label(const std::string& value) {
   return out;
 }
 
-std::vector<Violation> check_history(const std::vector<Op>& ops, const CheckContext& ctx) {
+std::vector<Violation> check_history(const std::vector<Op>& history, const CheckContext& ctx) {
   std::vector<Violation> out;
-  check_no_invented_data(ops, ctx, out);
+  check_no_invented_data(history, ctx, out);
+  // A read that found nothing where a tombstone had been collected read that tombstone.
+  std::vector<Op> ops = history;
+  for (Op& g : ops) {
+    if (g.op != OpType::get || g.outcome != Outcome::ok || g.read) continue;
+    if (auto t = collected_by(ctx, g.key, g.complete_us)) g.read = Record{*t, true, {}};
+  }
   std::map<std::string, std::vector<const Op*>> by_key;
   for (const Op& op : ops) by_key[op.key].push_back(&op);
   for (const auto& [key, key_ops] : by_key) {
+    check_no_resurrection(key_ops, ctx, out);
     check_no_lost_write(key_ops, ctx, out);
     check_reply_not_older_than_answers(key_ops, out);
     check_met_quorums(key_ops, ctx, out);
@@ -328,12 +379,12 @@ std::vector<Violation> check_convergence(const std::vector<const Replica*>& repl
     const std::string key = key_name(k);
     const auto owners = live_owners(*ctx.ring, key, ctx);
     if (owners.empty()) continue;
-    const auto first = replicas[owners[0] - 1]->state().store.get(key);
+    const auto first = as_read(replicas[owners[0] - 1]->state().store.get(key), ctx.collecting);
     bool same = true;
     std::string states;
     for (NodeId n : owners) {
       const auto r = replicas[n - 1]->state().store.get(key);
-      same = same && r == first;
+      same = same && as_read(r, ctx.collecting) == first;
       states += " n" + std::to_string(n) + "=" +
                 (r ? r->version.to_string() + (r->tombstone ? "(tombstone)" : "") : "none");
     }
@@ -390,7 +441,7 @@ std::vector<Violation> check_replicas_at_quiet(const std::vector<const Replica*>
     // A legacy hydration is spread as a read repair is, once and without retries or hints: a
     // replica that missed it lawfully holds nothing until a read, or anti-entropy, brings it.
     auto stored = [&](NodeId n) {
-      auto r = replicas[n - 1]->state().store.get(key);
+      auto r = as_read(replicas[n - 1]->state().store.get(key), ctx.collecting);
       if (!anti_entropy && r && !r->tombstone && r->version.is_zero()) r.reset();
       return r;
     };
@@ -398,17 +449,29 @@ std::vector<Violation> check_replicas_at_quiet(const std::vector<const Replica*>
     bool same = true;
     std::string states;
     NodeId missing = 0;
+    NodeId resurrected = 0;
+    const Collected* undone = nullptr;
     for (NodeId n : owners) {
       const auto r = replicas[n - 1]->state().store.get(key);
       same = same && stored(n) == first;
       states += " n" + std::to_string(n) + "=" +
                 (r ? r->version.to_string() + (r->tombstone ? "(tombstone)" : "") : "none");
+      if (r && !r->tombstone && !resurrected) {
+        if ((undone = collected_newer(ctx, key, r->version, ~std::uint64_t{0}))) resurrected = n;
+      }
       auto it = newest.find(key);
-      if (!missing && !exempt_key && it != newest.end() && (!r || r->version < it->second->version)) {
+      // A tombstone at least as new may have been collected: nothing stands for it.
+      const auto t = collected_by(ctx, key, ~std::uint64_t{0});
+      const bool collected = !r && it != newest.end() && t && *t >= it->second->version;
+      if (!missing && !exempt_key && it != newest.end() && !collected &&
+          (!r || r->version < it->second->version)) {
         missing = n;
       }
     }
-    if (missing) {
+    if (resurrected) {
+      out.push_back({"C6", when + key + ": n" + std::to_string(resurrected) +
+                               " stores a value older than " + describe(*undone) + ";" + states});
+    } else if (missing) {
       out.push_back({"C1", when + key + ": n" + std::to_string(missing) +
                                ", one of its replicas, lacks the acknowledged " +
                                describe(*newest.at(key)) + ";" + states});

@@ -52,6 +52,13 @@ struct DiskLoss {
   std::uint64_t at_us = 0, back_us = 0;
 };
 
+// A tombstone of a key a node collected (dropped) at `at_us`.
+struct Collected {
+  std::uint64_t at_us = 0;
+  NodeId node = 0;
+  Version version;
+};
+
 struct CheckContext {
   std::uint64_t seed = 0;
   std::uint32_t replicas = 3;
@@ -63,9 +70,20 @@ struct CheckContext {
   // everything a core can keep: the writes a core replica is known to hold, convergence among
   // the core replicas, hints for core nodes delivered.
   std::set<NodeId> kept_down;
+  // Tombstone collection: whether it runs, and every tombstone collected, by key. A collected
+  // tombstone is absent: where one may be, "nothing" and "a tombstone" are the same answer.
+  bool collecting = false;
+  std::map<std::string, std::vector<Collected>> collected;
 };
 
-// C1, C3, C4, C5 and C7 over a finished history.
+// What a replica's record of a key means to a client: with tombstone collection, a tombstone
+// and nothing are alike.
+inline std::optional<Record> as_read(std::optional<Record> r, bool collecting) {
+  if (collecting && r && r->tombstone) r.reset();
+  return r;
+}
+
+// C1, C3, C4, C5, C6 and C7 over a finished history.
 std::vector<Violation> check_history(const std::vector<Op>& ops, const CheckContext& ctx);
 
 // C2 after the final reads: every key's preference-list replicas hold the same record, and no

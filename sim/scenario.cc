@@ -8,6 +8,7 @@
 // (a partition that masks a clock step, a crash that erases a clogged queue) gets seeds where
 // only the fault it needs is on.
 #include <algorithm>
+#include <cstdlib>
 
 #include "sim/rng.h"
 #include "sim/sim.h"
@@ -37,6 +38,8 @@ constexpr std::uint32_t burst_op_ppm = 300'000;     // in them, an operation rep
 constexpr std::uint32_t ae_off_ppm = 150'000;       // seeds without anti-entropy
 constexpr std::uint32_t ae_thin_ppm = 300'000;      // seeds where its bandwidth limit binds
 constexpr std::uint32_t wiped_at_heal_ppm = 300'000;  // of the seeds that may have it
+constexpr std::uint32_t tombstone_gc_ppm = 800'000;   // of the seeds that may collect tombstones
+constexpr std::uint64_t tombstone_grace_ms_max = 20'000;  // longer, and nothing would be collected
 
 Swarm make_swarm(Rng& rng) {
   auto on = [&rng](std::uint32_t ppm = swarm_family_on_ppm) { return rng.chance_ppm(ppm); };
@@ -315,6 +318,46 @@ Scenario make_scenario(std::uint64_t seed) {
     });
     if (ae_rng.chance_ppm(wiped_at_heal_ppm) && !other_loss && s.knobs.kept_down_mask == 0) {
       s.knobs.wiped_at_heal = static_cast<std::uint32_t>(ae_rng.between(1, s.knobs.nodes));
+    }
+  }
+
+  // Tombstone collection (its own stream): where it can run (anti-entropy on, no bridges, strict
+  // quorums), with a grace of a few seconds, yet longer than this seed's clocks and delays can
+  // make nodes disagree. Seeds whose clocks and delays need more collect nothing.
+  Rng gc_rng = root.child("tombstones");
+  s.knobs.tombstone_grace_ms = 0;
+  if (s.knobs.ae_interval_ms != 0 && s.knobs.pg_mode == 0 && !s.knobs.legacy &&
+      !s.knobs.sloppy_quorum && gc_rng.chance_ppm(tombstone_gc_ppm)) {
+    // What this seed needs (anti_entropy.h): hints expire at half the grace, so clocks must agree
+    // within that; a write older than a tombstone can arrive up to two request timeouts plus a
+    // message's delay after it, give or take the clocks.
+    auto grace_min = [&] {
+      const Knobs& k = s.knobs;
+      const auto [lo, hi] = std::minmax_element(k.clock_skew_ms.begin(), k.clock_skew_ms.end());
+      std::uint64_t clocks = static_cast<std::uint64_t>(*hi - *lo);
+      std::uint64_t drift_ppm = 0;
+      for (std::int32_t d : k.clock_drift_ppm) drift_ppm = std::max<std::uint64_t>(drift_ppm, std::abs(d));
+      clocks += 2 * drift_ppm * (span_ms + 60'000) / 1'000'000;
+      std::uint64_t linger = (k.latency_us_min + k.latency_us_jitter) / 1000 + 1;
+      if (k.long_tail_ppm) linger += k.long_tail_us_max / 1000;
+      if (k.fsync_slow_ppm) linger += k.fsync_slow_us_max / 1000;
+      std::uint64_t clog = 0;
+      for (const Fault& f : s.faults) {
+        if (f.kind == FaultKind::clock_step) clocks += static_cast<std::uint64_t>(std::abs(f.step_ms));
+        if (f.kind == FaultKind::clog) clog = std::max(clog, f.duration_ms);
+      }
+      linger += clog;
+      return std::max(2 * clocks, 2 * k.request_timeout_ms + linger + clocks) + 1000;
+    };
+    // Half of the seeds whose clocks disagree too much for that get clocks ten times closer.
+    if (grace_min() > tombstone_grace_ms_max && gc_rng.chance_ppm(500'000)) {
+      for (auto& v : s.knobs.clock_skew_ms) v /= 10;
+      for (auto& v : s.knobs.clock_drift_ppm) v /= 10;
+      for (Fault& f : s.faults) f.step_ms /= 10;
+    }
+    if (const std::uint64_t min = grace_min(); min <= tombstone_grace_ms_max) {
+      // Near the least it can be, so that deletes of the first half of the run get collected.
+      s.knobs.tombstone_grace_ms = gc_rng.between(min, min + (tombstone_grace_ms_max - min) / 3);
     }
   }
 

@@ -50,6 +50,9 @@ struct Knobs {
   // entropy on, in seeds with no other disk loss and no node kept down (two losses could take
   // every copy of a W=2 write).
   std::uint32_t wiped_at_heal = 0;
+  // Tombstone collection (core/anti_entropy.h): 0 in most seeds; where it is on (no bridges,
+  // anti-entropy on), a few seconds, yet longer than this seed's clocks and delays can disagree.
+  std::uint64_t tombstone_grace_ms = replica_defaults.tombstone_grace_ms;
 
   // Network (rates in parts per million of messages)
   std::uint32_t drop_ppm = 0;

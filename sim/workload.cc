@@ -218,12 +218,13 @@ std::string World::still_busy() const {
   // With anti-entropy on, quiet also means converged: the live replicas of every key agree.
   std::size_t disagree = 0;
   if (anti_entropy()) {
+    const bool gc = collecting();
     for (std::uint32_t i = 0; i < sc_.keys; ++i) {
       const std::string key = key_name(i);
       std::optional<std::optional<Record>> first;
       for (NodeId o : ring_.preference_list(key, sc_.knobs.replicas)) {
         if (node(o).kept_down) continue;
-        auto r = node(o).replica->state().store.get(key);
+        auto r = as_read(node(o).replica->state().store.get(key), gc);
         if (!first) first = std::move(r);
         else if (*first != r) {
           ++disagree;

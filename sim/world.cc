@@ -112,6 +112,10 @@ const std::map<std::string, std::string, std::less<>>& probes_not_required() {
       {"ae_refused", "the simulated nodes share one ring and send only well-formed anti-entropy "
                      "messages (damaged frames die at the checksum); foreign input is covered by "
                      "tests/peer_codec_test.cc and the fuzzers"},
+      {"hints_dropped_with_tombstone",
+       "a second line of defence: a hint older than a tombstone has expired (at half the grace) "
+       "before the tombstone can be collected (at the whole grace), unless hint delivery lags a "
+       "whole half grace behind; tests/anti_entropy_test.cc drives it"},
   };
   return reasons;
 }
@@ -348,9 +352,15 @@ void World::boot(Node& n) {
   n.tick_at_us.reset();
   ++n.tick_generation;
 
+  n.replica.emplace(replica_config(n.id, n.incarnation), std::move(r.state), local_ms(n.id));
+  after_input(n);
+}
+
+// The replica's configuration: the seed's knobs, for node `self` in its `incarnation`.
+ReplicaConfig World::replica_config(NodeId self, std::uint64_t incarnation) const {
   ReplicaConfig cfg;
   const Knobs& k = sc_.knobs;
-  cfg.self = n.id;
+  cfg.self = self;
   for (NodeId id = 1; id <= k.nodes; ++id) cfg.members.push_back(id);
   cfg.vnodes_per_node = k.vnodes_per_node;
   cfg.replicas = k.replicas;
@@ -363,19 +373,19 @@ void World::boot(Node& n) {
   cfg.hint_interval_ms = k.hint_interval_ms;
   cfg.ae_interval_ms = k.ae_interval_ms;
   cfg.ae_bytes_per_s = k.ae_bytes_per_s;
+  cfg.tombstone_grace_ms = k.tombstone_grace_ms;
   cfg.tick_interval_ms = k.tick_interval_ms;
   cfg.hints_max = k.hints_max;
   cfg.requests_in_flight_max = k.requests_in_flight_max;
   cfg.hint_deliveries_per_interval_max = k.hint_deliveries_per_interval_max;
-  cfg.request_id_base = n.incarnation << 40;
+  cfg.request_id_base = incarnation << 40;
   cfg.pg_mode = k.pg_mode == 1 ? PgMode::sync : k.pg_mode == 2 ? PgMode::async : PgMode::off;
   cfg.pg_queue_max = k.pg_queue_max;
   cfg.legacy = k.legacy;
   cfg.legacy_negative_ttl_ms = k.legacy_negative_ttl_ms;
   cfg.legacy_breaker_failures = k.legacy_breaker_failures;
   cfg.legacy_breaker_open_ms = k.legacy_breaker_open_ms;
-  n.replica.emplace(std::move(cfg), std::move(r.state), local_ms(n.id));
-  after_input(n);
+  return cfg;
 }
 
 // The process dies: what was not synced is lost, wholly or torn (see Fault::torn_mode). Modes 2
@@ -459,7 +469,18 @@ void World::after_input(Node& n) {
       schedule(at, Ev::tick, n.id, n.incarnation, ++n.tick_generation);
     }
   }
-  for (const WalEntry& e : ready.persist) wal_encode(e, n.wal);
+  for (const WalEntry& e : ready.persist) {
+    wal_encode(e, n.wal);
+    if (const auto* drop = std::get_if<WalDrop>(&e)) {
+      if (options_.trace_line) {
+        trace(Event{now_us_, 0, Ev::tick, n.id, 0, 0},
+              "drops the tombstone of " + drop->key + " at " + drop->version.to_string());
+      }
+      collected_[drop->key].push_back(Collected{now_us_, n.id, drop->version});
+      Version& v = dropped_[{n.id, drop->key}];
+      v = std::max(v, drop->version);
+    }
+  }
   if (ready.has_outputs()) n.held.push_back(Held{std::move(ready), n.wal.size()});
   release_durable(n);
   start_fsync(n);
@@ -885,7 +906,9 @@ void World::observe_sent(const Message& m) {
   const auto owners = ring_.preference_list(*key, sc_.knobs.replicas);
   if (std::find(owners.begin(), owners.end(), m.from) == owners.end()) return;
   Version& floor = replica_floor_[{m.from, *key}];
-  if (answer && v < floor) {
+  // A collected tombstone is answered as nothing.
+  const bool collected = v.is_zero() && dropped_.contains({m.from, *key}) && dropped_.at({m.from, *key}) >= floor;
+  if (answer && v < floor && !collected) {
     violation("replica", "n" + std::to_string(m.from) + " answered a read of " + *key + " with " +
                              (v.is_zero() ? std::string("nothing") : "version " + v.to_string()) +
                              " after it had acknowledged or answered version " +
@@ -925,7 +948,8 @@ void World::observe_delivered(const Message& m) {
 }
 
 CheckContext World::check_context() const {
-  CheckContext ctx{sc_.seed, sc_.knobs.replicas, sc_.knobs.sloppy_quorum, {}, &ring_, disk_losses_, {}};
+  CheckContext ctx{sc_.seed, sc_.knobs.replicas, sc_.knobs.sloppy_quorum, {}, &ring_, disk_losses_, {},
+                   collecting(), collected_};
   for (const Node& n : nodes_) {
     if (n.kept_down) ctx.kept_down.insert(n.id);
   }

@@ -211,6 +211,10 @@ class World {
   std::map<std::pair<NodeId, std::uint64_t>, std::size_t> by_internal_;  // (coordinator, req)
   // The newest version each replica acknowledged or answered for a key: it never answers older.
   std::map<std::pair<NodeId, std::string>, Version> replica_floor_;
+  // Tombstone collection: every drop (check_context), and the newest version each node dropped
+  // of each key (a collected tombstone is answered as nothing).
+  std::map<std::string, std::vector<Collected>> collected_;
+  std::map<std::pair<NodeId, std::string>, Version> dropped_;
   std::vector<DiskLoss> disk_losses_;
   std::set<std::string> raw_exempt_;  // keys the checks at quiet skip, with the reason below
   std::map<std::string, std::string> raw_exempt_why_;
@@ -219,6 +223,8 @@ class World {
   void exempt_at_quiet(const std::string& key, const std::function<std::string()>& why,
                        bool repaired_by_anti_entropy);
   bool anti_entropy() const { return sc_.knobs.ae_interval_ms != 0; }
+  bool collecting() const { return replica_config(1, 0).collects_tombstones(); }
+  ReplicaConfig replica_config(NodeId self, std::uint64_t incarnation) const;
   std::set<std::size_t> pg_exempt_;   // async writes whose coordinator died with them queued
   std::map<NodeId, std::set<std::string>> hinted_to_;  // keys each node was sent hints for
   CheckContext check_context() const;

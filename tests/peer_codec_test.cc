@@ -60,7 +60,7 @@ rc::Gen<Record> gen_record() {
 
 rc::Gen<WriteKind> gen_kind() {
   return rc::gen::element(WriteKind::client, WriteKind::repair, WriteKind::hint_delivery,
-                          WriteKind::anti_entropy);
+                          WriteKind::anti_entropy, WriteKind::reap);
 }
 
 rc::Gen<MessageBody> gen_body() {
@@ -349,7 +349,7 @@ TEST(PeerCodec, RefusesMessagesNoSenderProduces) {
   p.mutable_write_req()->mutable_record()->set_tombstone(true);
   expect_refused(p, "tombstone with a value");
 
-  for (std::uint32_t kind : {0u, 5u, 255u}) {
+  for (std::uint32_t kind : {0u, 6u, 255u}) {
     p = valid_write_pb();
     p.mutable_write_req()->set_kind(kind);
     expect_refused(p, "unknown write kind " + std::to_string(kind));

@@ -130,7 +130,8 @@ std::string show(WriteKind k) {
   return k == WriteKind::client          ? "client"
          : k == WriteKind::repair        ? "repair"
          : k == WriteKind::hint_delivery ? "hint-delivery"
-                                         : "anti-entropy";
+         : k == WriteKind::anti_entropy  ? "anti-entropy"
+                                         : "reap";
 }
 
 std::string show(const Message& m) {
@@ -185,9 +186,11 @@ std::string show(const WalEntry& e) {
           return "put key=" + show_key(w.key) + " " + show(w.record);
         } else if constexpr (std::is_same_v<T, WalHint>) {
           return "hint for=" + node(w.target) + " key=" + show_key(w.key) + " " + show(w.record);
-        } else {
+        } else if constexpr (std::is_same_v<T, WalHintDone>) {
           return "hint-done for=" + node(w.target) + " key=" + show_key(w.key) + " " +
                  show(w.version);
+        } else {
+          return "drop key=" + show_key(w.key) + " " + show(w.version);
         }
       },
       e);

@@ -48,11 +48,13 @@ rc::Gen<Record> gen_record() {
 rc::Gen<WalEntry> gen_entry() {
   return rc::gen::exec([]() -> WalEntry {
     const NodeId target = *rc::gen::inRange<NodeId>(0, 4);
-    switch (*rc::gen::inRange(0, 3)) {
+    switch (*rc::gen::inRange(0, 4)) {
       case 0:
         return WalPut{*gen_key(), *gen_record()};
       case 1:
         return WalHint{target, *gen_key(), *gen_record()};
+      case 2:
+        return WalDrop{*gen_key(), *gen_version()};
       default:
         return WalHintDone{target, *gen_key(), *gen_version()};
     }
@@ -131,6 +133,7 @@ TEST(WalCodec, RoundTripsEachEntryType) {
       WalHint{7, "key", Record{Version{12, 1, 2}, false, std::string("\0\xff", 2)}},
       WalHintDone{7, "key", Version{12, 1, 2}},
       WalHintDone{0, "", Version{}},
+      WalDrop{"gone", Version{11, 0, 1}},
   };
   for (const WalEntry& e : entries) {
     std::string bytes;
@@ -265,7 +268,7 @@ TEST(WalCorruption, UnknownAndSnapshotTypesAreCorruptInALog) {
   std::string put;
   wal_encode(WalPut{"a", rec_a}, put);
   const std::string payload = put.substr(wal_header_bytes);
-  for (int type : {0, 4, 5, 255}) {
+  for (int type : {0, 4, 6, 255}) {
     const WalDecoded d = wal_decode(frame(static_cast<std::uint8_t>(type), payload));
     EXPECT_TRUE(d.entries.empty()) << "type " << type;
     EXPECT_EQ(d.tail, WalTail::corrupt) << "type " << type;
@@ -343,6 +346,9 @@ TEST(Recovery, ReplaysTheLogOverTheSnapshotInOrder) {
       WalHintDone{2, "a", Version{5, 0, 1}},  // too old to drop the newer hint
       WalHint{3, "x", stale},
       WalHintDone{3, "x", Version{3, 0, 2}},  // delivered: dropped
+      WalPut{"d", c_gone},
+      WalDrop{"d", Version{1, 0, 3}},         // a collected tombstone: gone
+      WalDrop{"c", Version{1, 0, 4}},         // another version: kept
   });
   std::string wal = log.bytes;
   wal += log.bytes.substr(0, 5);  // a torn append after the last whole record
@@ -350,7 +356,7 @@ TEST(Recovery, ReplaysTheLogOverTheSnapshotInOrder) {
   const auto r = recover(snapshot, wal);
   ASSERT_TRUE(r.has_value()) << r.error().message();
   const Recovered& rec = r.value();
-  EXPECT_EQ(rec.wal_records, 7u);
+  EXPECT_EQ(rec.wal_records, 10u);
   EXPECT_EQ(rec.wal_valid_bytes, log.bytes.size());
   EXPECT_EQ(rec.wal_tail, WalTail::torn);
   EXPECT_EQ(rec.state.store.get("a"), rec_a);
@@ -379,10 +385,12 @@ RC_GTEST_PROP(Recovery, SnapshotPlusRestEqualsTheWholeLog, ()) {
 }
 
 // Snapshot bytes depend only on the state, not on the order it was built in. Puts and hints
-// merge, so any order of them builds the same state (hint-done entries would make order matter).
+// merge, so any order of them builds the same state (hint-done and drop entries would make order matter).
 RC_GTEST_PROP(Recovery, SnapshotBytesAreDeterministic, ()) {
   auto entries = *rc::gen::container<std::vector<WalEntry>>(gen_entry());
-  std::erase_if(entries, [](const WalEntry& e) { return std::holds_alternative<WalHintDone>(e); });
+  std::erase_if(entries, [](const WalEntry& e) {
+    return std::holds_alternative<WalHintDone>(e) || std::holds_alternative<WalDrop>(e);
+  });
   const std::vector<WalEntry> reversed(entries.rbegin(), entries.rend());
   RC_ASSERT(snapshot_encode(replay(entries)) == snapshot_encode(replay(reversed)));
 }

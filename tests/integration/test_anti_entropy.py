@@ -12,6 +12,11 @@ with r=1: each value must be the one written, so n3 holds the data itself, not j
 
     python3 tests/integration/test_anti_entropy.py --bin build/bin [--keys 3000] [--deadline 30]
 
+Before that, tombstone collection: GC_KEYS keys are written and deleted; with a short
+--tombstone-grace-ms, every node must drop every tombstone (kv_keys back to 0, each drop counted
+as collected or reaped), every key must still read as not found, and a restarted node must not
+bring one back from its log.
+
 `make restore-bench` runs it with 100,000 keys for the README's figure.
 """
 
@@ -27,6 +32,9 @@ import cluster as kc  # noqa: E402
 PIPELINE_BATCH = 500
 POLL_S = 0.2
 FILL_TIMEOUT_S = 120.0   # for n3 to hold every key before the wipe (writes reach all three)
+GRACE_MS = 6000          # --tombstone-grace-ms for the whole cluster (at least 2x the request timeout)
+GC_KEYS = 1000
+GC_TIMEOUT_S = 90.0      # for every tombstone to be collected, after the grace
 READ_BATCH = 500
 
 
@@ -65,6 +73,43 @@ def wait_keys(node, want, timeout_s):
         time.sleep(POLL_S)
     print("  %s holds %d of %d keys after %.0f s" % (node.name, last, want, timeout_s), flush=True)
     return None
+
+
+def wait_all(nodes, pred, timeout_s):
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if all(pred(n) for n in nodes):
+            return time.monotonic() - started
+        time.sleep(POLL_S)
+    return None
+
+
+def tombstones_collected(ctx):
+    """Deleted keys' tombstones are dropped on every replica once all hold them and the grace has
+    passed; the keys stay deleted, also across a restart."""
+    c = ctx["cluster"]
+    nodes = [c.node(i) for i in (1, 2, 3)]
+    with kc.RespClient(c.node(1).resp_port, timeout_s=30.0) as r:
+        for reply in r.pipeline([("SET", "gc:%d" % i, "v%d" % i) for i in range(GC_KEYS)]):
+            kc.check_eq(reply, "OK", "SET")
+        kc.check(wait_all(nodes, lambda n: keys_of(n) == GC_KEYS, FILL_TIMEOUT_S) is not None,
+                 "the written keys never reached every node")
+        for reply in r.pipeline([("DEL", "gc:%d" % i) for i in range(GC_KEYS)]):
+            kc.check_eq(reply, 1, "DEL")
+    deleted = time.monotonic()
+    took = wait_all(nodes, lambda n: keys_of(n) == 0, GRACE_MS / 1000 + GC_TIMEOUT_S)
+    kc.check(took is not None, "tombstones still held %.0f s after the deletes: %s" % (
+        GRACE_MS / 1000 + GC_TIMEOUT_S, [keys_of(n) for n in nodes]))
+    drops = sum(metrics(n).get("kv_tombstones_collected_total", 0) + metrics(n).get("kv_tombstones_reaped_total", 0)
+                for n in nodes)
+    kc.check_eq(int(drops), 3 * GC_KEYS, "tombstones collected or reaped over the three nodes")
+    print("  %d tombstones gone from all 3 nodes %.1f s after the deletes (grace %.0f s)"
+          % (GC_KEYS, time.monotonic() - deleted, GRACE_MS / 1000), flush=True)
+    c.restart_node(c.node(2))
+    kc.check_eq(keys_of(c.node(2)), 0, "keys n2 holds after a restart")
+    for i in range(0, GC_KEYS, 50):
+        status, _, _ = kc.http_call(c.node(3).http_port, "GET", "/v1/gc:%d" % i, timeout_s=5.0)
+        kc.check_eq(status, 404, "GET gc:%d after its tombstone was collected" % i)
 
 
 def wiped_node_restored(ctx):
@@ -114,9 +159,9 @@ def main():
     ap.add_argument("--keys", type=int, default=3000, help="keys written before the wipe")
     ap.add_argument("--deadline", type=float, default=30.0, help="seconds the restore may take")
     args = ap.parse_args()
-    with kc.Cluster(args.bin, size=3) as c:
+    with kc.Cluster(args.bin, size=3, extra_args=["--tombstone-grace-ms", str(GRACE_MS)]) as c:
         ctx = {"cluster": c, "keys": args.keys, "deadline": args.deadline}
-        ok = kc.run_test(ctx, wiped_node_restored)
+        ok = kc.run_test(ctx, tombstones_collected) and kc.run_test(ctx, wiped_node_restored)
     sys.exit(0 if ok else 1)
 
 
