@@ -460,9 +460,12 @@ std::vector<Violation> check_replicas_at_quiet(const std::vector<const Replica*>
         if ((undone = collected_newer(ctx, key, r->version, ~std::uint64_t{0}))) resurrected = n;
       }
       auto it = newest.find(key);
-      // A tombstone at least as new may have been collected: nothing stands for it.
+      // A tombstone at least as new may have been collected: nothing stands for it. Where
+      // tombstones are collected, nothing also stands for a delete's tombstone not yet pushed.
       const auto t = collected_by(ctx, key, ~std::uint64_t{0});
-      const bool collected = !r && it != newest.end() && t && *t >= it->second->version;
+      const bool collected = !r && it != newest.end() &&
+                             ((t && *t >= it->second->version) ||
+                              (ctx.collecting && it->second->op == OpType::del));
       if (!missing && !exempt_key && it != newest.end() && !collected &&
           (!r || r->version < it->second->version)) {
         missing = n;

@@ -38,7 +38,7 @@ constexpr std::uint32_t burst_op_ppm = 300'000;     // in them, an operation rep
 constexpr std::uint32_t ae_off_ppm = 150'000;       // seeds without anti-entropy
 constexpr std::uint32_t ae_thin_ppm = 300'000;      // seeds where its bandwidth limit binds
 constexpr std::uint32_t wiped_at_heal_ppm = 300'000;  // of the seeds that may have it
-constexpr std::uint32_t tombstone_gc_ppm = 800'000;   // of the seeds that may collect tombstones
+constexpr std::uint32_t tombstone_gc_ppm = 1'000'000;   // of the seeds that may collect tombstones
 constexpr std::uint64_t tombstone_grace_ms_max = 20'000;  // longer, and nothing would be collected
 
 Swarm make_swarm(Rng& rng) {
@@ -349,8 +349,8 @@ Scenario make_scenario(std::uint64_t seed) {
       linger += clog;
       return std::max(2 * clocks, 2 * k.request_timeout_ms + linger + clocks) + 1000;
     };
-    // Half of the seeds whose clocks disagree too much for that get clocks ten times closer.
-    if (grace_min() > tombstone_grace_ms_max && gc_rng.chance_ppm(500'000)) {
+    // Most seeds whose clocks disagree too much for that get clocks ten times closer.
+    if (grace_min() > tombstone_grace_ms_max && gc_rng.chance_ppm(800'000)) {
       for (auto& v : s.knobs.clock_skew_ms) v /= 10;
       for (auto& v : s.knobs.clock_drift_ppm) v /= 10;
       for (Fault& f : s.faults) f.step_ms /= 10;
@@ -358,6 +358,18 @@ Scenario make_scenario(std::uint64_t seed) {
     if (const std::uint64_t min = grace_min(); min <= tombstone_grace_ms_max) {
       // Near the least it can be, so that deletes of the first half of the run get collected.
       s.knobs.tombstone_grace_ms = gc_rng.between(min, min + (tombstone_grace_ms_max - min) / 3);
+      // Most of them cut one node off for longer than the grace: it misses deletes, keeps the
+      // values they removed, and must not see their tombstones collected without it.
+      if (gc_rng.chance_ppm(700'000)) {
+        Fault f;
+        f.at_ms = gc_rng.below(span_ms / 2);
+        f.kind = FaultKind::partition;
+        f.group = random_group(gc_rng, s.knobs.nodes, 1);
+        f.duration_ms = s.knobs.tombstone_grace_ms + gc_rng.between(1000, 8000);
+        s.faults.push_back(f);
+        std::stable_sort(s.faults.begin(), s.faults.end(),
+                         [](const Fault& a, const Fault& b) { return a.at_ms < b.at_ms; });
+      }
     }
   }
 

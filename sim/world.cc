@@ -477,6 +477,19 @@ void World::after_input(Node& n) {
               "drops the tombstone of " + drop->key + " at " + drop->version.to_string());
       }
       collected_[drop->key].push_back(Collected{now_us_, n.id, drop->version});
+      // C6 at the moment of collection: no replica that is up still holds a value the tombstone
+      // removed (anti-entropy would spread it back).
+      for (NodeId o : ring_.preference_list(drop->key, sc_.knobs.replicas)) {
+        const Node& peer = node(o);
+        if (o == n.id || !peer.up) continue;
+        const Record* held = peer.replica->state().store.find(drop->key);
+        if (held && !held->tombstone && held->version < drop->version) {
+          violation("C6", "n" + std::to_string(n.id) + " collected the tombstone of " + drop->key +
+                              " at version " + drop->version.to_string() + " while n" +
+                              std::to_string(o) + ", one of its replicas, still holds the value at " +
+                              held->version.to_string() + " that it removed");
+        }
+      }
       Version& v = dropped_[{n.id, drop->key}];
       v = std::max(v, drop->version);
     }

@@ -35,6 +35,8 @@ against it, and a checker verifies the consistency contract (DESIGN.md, C1-C9). 
   C4  where R + W > N (strict quorums) or where the quorums met on the wire, a read that starts
       after an acknowledged write sees it or newer
   C5  a write that starts after another was acknowledged gets a greater version
+  C6  once a tombstone is collected, no replica still holds the value it removed, and no later
+      read or replica at quiet brings that value back
   C7  a value hydrated from the legacy API never wins over a newer client write
 and the store's invariants: the replicas' own checks after every input, recovery from whatever
 the disk kept, a snapshot recovering to the state it was taken from, no request answered twice,
@@ -42,8 +44,8 @@ replies at least as new as what their coordinator heard, replicas and clients' r
 back, every frame decoding to the message sent, PostgreSQL read back holding every acknowledged
 write (in sync mode, from the moment of the acknowledgement), and liveness: after the heal the
 cluster falls quiet within a bound, and in some seeds a core of it must do so with the other
-nodes dead for good. Not checked, as the store does not have the features yet: C6 (no
-resurrection after tombstones are collected), C8 (expiry), C9 (counters).
+nodes dead for good. Not checked, as the store does not have the features yet: C8 (expiry), C9
+(counters).
 The seed decides everything (cluster size, quorums, timers, fault rates, faults, workload), so
 every failure replays exactly, on any machine.
 
