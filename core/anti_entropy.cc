@@ -71,9 +71,15 @@ void AntiEntropy::changed(const std::string& key, std::uint64_t before, const Re
   leaf ^= before ^ digest(key, after);
   if (after.tombstone && ctx_.collects_tombstones()) {
     tombstones_[b][key] = exchanges_started_;  // a newer tombstone starts over
-  } else if (auto it = tombstones_.find(b); it != tombstones_.end() && it->second.erase(key) != 0) {
-    if (it->second.empty()) tombstones_.erase(it);
+  } else {
+    forget_tombstone(b, key);
   }
+}
+
+void AntiEntropy::forget_tombstone(const Bucket& bucket, const std::string& key) {
+  auto it = tombstones_.find(bucket);
+  if (it == tombstones_.end() || it->second.erase(key) == 0) return;
+  if (it->second.empty()) tombstones_.erase(it);
 }
 
 void AntiEntropy::synced(NodeId peer, const Bucket& bucket, std::uint64_t seq) {
@@ -145,10 +151,7 @@ void AntiEntropy::drop(const std::string& key, const Record& t) {
   ctx_.ready.persist.push_back(WalDrop{key, t.version});
   const Bucket b{static_cast<std::uint32_t>(ctx_.ring.range_of(key)), leaf_of(key)};
   trees_[b.first][b.second] ^= digest(key, t);
-  if (auto it = tombstones_.find(b); it != tombstones_.end()) {
-    it->second.erase(key);
-    if (it->second.empty()) tombstones_.erase(it);
-  }
+  forget_tombstone(b, key);
   std::vector<std::pair<NodeId, Version>> moot;  // hints older than the tombstone
   for (const auto& [target, r] : ctx_.state.hints.for_key(key, ctx_.config.members)) {
     if (r->version <= t.version) moot.emplace_back(target, r->version);
@@ -160,18 +163,17 @@ void AntiEntropy::drop(const std::string& key, const Record& t) {
   }
 }
 
-bool AntiEntropy::on_reap(NodeId from, const std::string& key, const Record& t) {
+void AntiEntropy::on_reap(NodeId from, const std::string& key, const Record& t) {
   if (!shares(static_cast<std::uint32_t>(ctx_.ring.range_of(key)), from)) {
     ++ctx_.stats.ae_refused;
-    return false;
+    return;
   }
   const Record* held = ctx_.state.store.find(key);
   if (!ctx_.collects_tombstones() || !held || !held->tombstone || held->version != t.version) {
-    return true;  // something newer, or nothing: nothing to drop
+    return;  // something newer, or nothing: nothing to drop
   }
   drop(key, Record{*held});
   ++ctx_.stats.tombstones_reaped;
-  return true;
 }
 
 bool AntiEntropy::replicates(std::string_view key) const {

@@ -67,9 +67,9 @@ class AntiEntropy {
   // store is reported as changed(key, digest of the record before or 0, the new record).
   static std::uint64_t digest(std::string_view key, const Record& r);
   void changed(const std::string& key, std::uint64_t before, const Record& after);
-  // `from` reaps `key`'s tombstone `t`: dropped here if this node holds exactly it. False if the
-  // reap is refused (a key this node and `from` do not both replicate).
-  bool on_reap(NodeId from, const std::string& key, const Record& t);
+  // `from` reaps `key`'s tombstone `t`: dropped here if this node holds exactly it. A key this
+  // node and `from` do not both replicate is refused and counted.
+  void on_reap(NodeId from, const std::string& key, const Record& t);
   // Whether this node is one of `key`'s replicas: only those take anti-entropy pushes.
   bool replicates(std::string_view key) const;
 
@@ -126,6 +126,8 @@ class AntiEntropy {
   void credit(NodeId peer, const AeTreeResp& m);
   // Collects the tombstones of `bucket` every other replica is known to hold.
   void collect(const Bucket& bucket);
+  // `key` is no longer a tombstone held in `bucket`.
+  void forget_tombstone(const Bucket& bucket, const std::string& key);
   // Drops `key`'s tombstone `t` (held here) and the older hints for it.
   void drop(const std::string& key, const Record& t);
   void push(NodeId to, std::uint64_t req, const std::string& key, const Record& r);

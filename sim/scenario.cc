@@ -41,6 +41,12 @@ constexpr std::uint32_t wiped_at_heal_ppm = 300'000;  // of the seeds that may h
 constexpr std::uint32_t tombstone_gc_ppm = 1'000'000;   // of the seeds that may collect tombstones
 constexpr std::uint64_t tombstone_grace_ms_max = 20'000;  // longer, and nothing would be collected
 
+// Faults in the order they strike (a stable sort: ties keep the order they were drawn in).
+void sort_by_time(std::vector<Fault>& faults) {
+  std::stable_sort(faults.begin(), faults.end(),
+                   [](const Fault& a, const Fault& b) { return a.at_ms < b.at_ms; });
+}
+
 Swarm make_swarm(Rng& rng) {
   auto on = [&rng](std::uint32_t ppm = swarm_family_on_ppm) { return rng.chance_ppm(ppm); };
   Swarm w{};
@@ -175,8 +181,7 @@ std::vector<Fault> make_faults(Rng& rng, const Knobs& k, const Swarm& w, std::ui
     f.duration_ms = rng.between(500, 6000);
     faults.push_back(f);
   }
-  std::stable_sort(faults.begin(), faults.end(),
-                   [](const Fault& a, const Fault& b) { return a.at_ms < b.at_ms; });
+  sort_by_time(faults);
   return faults;
 }
 
@@ -222,8 +227,7 @@ void make_bridge_faults(Rng& rng, const Knobs& k, std::vector<Fault>& faults,
     f.duration_ms = rng.between(50, 2000);
     faults.push_back(f);
   }
-  std::stable_sort(faults.begin(), faults.end(),
-                   [](const Fault& a, const Fault& b) { return a.at_ms < b.at_ms; });
+  sort_by_time(faults);
 }
 
 ClientOp make_op(Rng& rng, const Knobs& k, std::uint32_t keys, std::uint32_t mix_get_ppm,
@@ -367,8 +371,7 @@ Scenario make_scenario(std::uint64_t seed) {
         f.group = random_group(gc_rng, s.knobs.nodes, 1);
         f.duration_ms = s.knobs.tombstone_grace_ms + gc_rng.between(1000, 8000);
         s.faults.push_back(f);
-        std::stable_sort(s.faults.begin(), s.faults.end(),
-                         [](const Fault& a, const Fault& b) { return a.at_ms < b.at_ms; });
+        sort_by_time(s.faults);
       }
     }
   }

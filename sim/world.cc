@@ -471,32 +471,32 @@ void World::after_input(Node& n) {
   }
   for (const WalEntry& e : ready.persist) {
     wal_encode(e, n.wal);
-    if (const auto* drop = std::get_if<WalDrop>(&e)) {
-      if (options_.trace_line) {
-        trace(Event{now_us_, 0, Ev::tick, n.id, 0, 0},
-              "drops the tombstone of " + drop->key + " at " + drop->version.to_string());
-      }
-      collected_[drop->key].push_back(Collected{now_us_, n.id, drop->version});
-      // C6 at the moment of collection: no replica that is up still holds a value the tombstone
-      // removed (anti-entropy would spread it back).
-      for (NodeId o : ring_.preference_list(drop->key, sc_.knobs.replicas)) {
-        const Node& peer = node(o);
-        if (o == n.id || !peer.up) continue;
-        const Record* held = peer.replica->state().store.find(drop->key);
-        if (held && !held->tombstone && held->version < drop->version) {
-          violation("C6", "n" + std::to_string(n.id) + " collected the tombstone of " + drop->key +
-                              " at version " + drop->version.to_string() + " while n" +
-                              std::to_string(o) + ", one of its replicas, still holds the value at " +
-                              held->version.to_string() + " that it removed");
-        }
-      }
-      Version& v = dropped_[{n.id, drop->key}];
-      v = std::max(v, drop->version);
-    }
+    if (const auto* drop = std::get_if<WalDrop>(&e)) on_collected(n, *drop);
   }
   if (ready.has_outputs()) n.held.push_back(Held{std::move(ready), n.wal.size()});
   release_durable(n);
   start_fsync(n);
+}
+
+// A node collected (dropped) a tombstone: kept for the checks, and C6 at that moment: no replica
+// that is up still holds a value the tombstone removed (anti-entropy would spread it back).
+void World::on_collected(const Node& n, const WalDrop& drop) {
+  if (options_.trace_line) {
+    trace(Event{now_us_, 0, Ev::tick, n.id, 0, 0},
+          "drops the tombstone of " + drop.key + " at " + drop.version.to_string());
+  }
+  collected_[drop.key].push_back(Collected{now_us_, n.id, drop.version});
+  for (NodeId o : ring_.preference_list(drop.key, sc_.knobs.replicas)) {
+    const Node& peer = node(o);
+    if (o == n.id || !peer.up) continue;
+    const Record* held = peer.replica->state().store.find(drop.key);
+    if (held && !held->tombstone && held->version < drop.version) {
+      violation("C6", "n" + std::to_string(n.id) + " collected the tombstone of " + drop.key +
+                          " at version " + drop.version.to_string() + " while n" + std::to_string(o) +
+                          ", one of its replicas, still holds the value at " +
+                          held->version.to_string() + " that it removed");
+    }
+  }
 }
 
 void World::release_durable(Node& n) {
@@ -919,9 +919,14 @@ void World::observe_sent(const Message& m) {
   const auto owners = ring_.preference_list(*key, sc_.knobs.replicas);
   if (std::find(owners.begin(), owners.end(), m.from) == owners.end()) return;
   Version& floor = replica_floor_[{m.from, *key}];
-  // A collected tombstone is answered as nothing.
-  const bool collected = v.is_zero() && dropped_.contains({m.from, *key}) && dropped_.at({m.from, *key}) >= floor;
-  if (answer && v < floor && !collected) {
+  // A collected tombstone is answered as nothing: the node dropped one at least as new.
+  auto dropped_since = [&] {
+    auto it = collected_.find(*key);
+    return it != collected_.end() && std::any_of(it->second.begin(), it->second.end(), [&](const Collected& c) {
+             return c.node == m.from && c.version >= floor;
+           });
+  };
+  if (answer && v < floor && !(v.is_zero() && dropped_since())) {
     violation("replica", "n" + std::to_string(m.from) + " answered a read of " + *key + " with " +
                              (v.is_zero() ? std::string("nothing") : "version " + v.to_string()) +
                              " after it had acknowledged or answered version " +

@@ -146,6 +146,7 @@ class World {
   void die(Node& n);  // liveness mode: n crashes, if it is up, and never restarts
   bool doomed(const Node& n) const { return (sc_.knobs.kept_down_mask >> (n.id - 1)) & 1; }
   void poll_quiet();
+  void on_collected(const Node& n, const WalDrop& drop);
   std::string still_busy() const;  // what keeps the cluster from being quiet; empty: quiet
   void check_at_quiet();
   void next_final_read();
@@ -211,10 +212,9 @@ class World {
   std::map<std::pair<NodeId, std::uint64_t>, std::size_t> by_internal_;  // (coordinator, req)
   // The newest version each replica acknowledged or answered for a key: it never answers older.
   std::map<std::pair<NodeId, std::string>, Version> replica_floor_;
-  // Tombstone collection: every drop (check_context), and the newest version each node dropped
-  // of each key (a collected tombstone is answered as nothing).
+  // Tombstone collection: every drop, by key (the checks; a collected tombstone is answered as
+  // nothing).
   std::map<std::string, std::vector<Collected>> collected_;
-  std::map<std::pair<NodeId, std::string>, Version> dropped_;
   std::vector<DiskLoss> disk_losses_;
   std::set<std::string> raw_exempt_;  // keys the checks at quiet skip, with the reason below
   std::map<std::string, std::string> raw_exempt_why_;
