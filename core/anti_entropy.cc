@@ -247,6 +247,13 @@ void AntiEntropy::tick(std::uint64_t now_ms) {
   refill(now_ms);
   if (ctx_.config.ae_interval_ms == 0 || peers_.empty() || now_ms < next_round_ms_) return;
   next_round_ms_ = now_ms + ctx_.config.ae_interval_ms;
+  // The next peer in turn that the failure detector takes as up; none up: no exchange this round.
+  std::size_t tried = 0;
+  while (tried < peers_.size() && !ctx_.peer_up(peers_[next_peer_ % peers_.size()])) {
+    ++next_peer_;
+    ++tried;
+  }
+  if (tried == peers_.size()) return;
   const NodeId peer = peers_[next_peer_++ % peers_.size()];
   const std::vector<std::uint32_t>& ranges = shared_.at(peer);
   std::size_t& cursor = range_cursor_[peer];

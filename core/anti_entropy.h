@@ -7,8 +7,8 @@
 // it in constant time: XOR the old digest out and the new one in. A range's root is a hash of its
 // leaves. The tree lives in memory only and is rebuilt from the store when the node starts.
 //
-// The exchange. Every ae_interval_ms a node takes the next peer in turn and runs one exchange
-// with it over the ranges both replicate:
+// The exchange. Every ae_interval_ms a node takes the next peer in turn that is up (membership.h)
+// and runs one exchange with it over the ranges both replicate:
 //   1. AeTreeReq   initiator -> peer: the roots (up to ae_ranges_per_exchange_max ranges, the next
 //                  ones in turn), with the ring's fingerprint (both must number ranges alike);
 //   2. AeTreeResp  peer -> initiator: the peer's leaves of the ranges whose roots differ (up to

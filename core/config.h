@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/ring.h"
@@ -44,6 +45,16 @@ struct ReplicaConfig {
   // Clocks must agree, and a message must arrive, within a quarter of it.
   std::uint64_t tombstone_grace_ms = 600'000;
 
+  // Membership (membership.h): a heartbeat to every other member every heartbeat_interval_ms; a
+  // peer is down once its silence makes phi reach fd_phi_threshold (phi accrual: with heartbeats
+  // every 200 ms, about 3.7 s of silence at 8). The coordinator then skips it, and fails at once
+  // what its quorum cannot reach without it. 0 = no heartbeats, every peer taken as up.
+  std::uint64_t heartbeat_interval_ms = 200;
+  double fd_phi_threshold = 8.0;
+  // What this node announces in its members entry (opaque to the core; empty: unknown).
+  std::string peer_addr;
+  std::string client_addr;
+
   std::size_t key_bytes_max = 8 * 1024;
   std::size_t value_bytes_max = 1024 * 1024;
   std::size_t requests_in_flight_max = 10000;
@@ -64,7 +75,8 @@ struct ReplicaConfig {
 
   // Request ids are request_id_base + a counter. The driver gives each incarnation of a node a
   // different base (restart count, boot time), so that a reply to a request sent before a crash
-  // is never taken for a reply to a new request.
+  // is never taken for a reply to a new request. It must grow from one incarnation to the next:
+  // it is also the generation of the node's members entry (membership.h).
   std::uint64_t request_id_base = 0;
 
   // Whether tombstones are collected (and hints expire): see tombstone_grace_ms. The proofs come

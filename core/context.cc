@@ -10,6 +10,7 @@ Context::Context(ReplicaConfig c, DurableState s, std::uint64_t now)
       ring(config.vnodes_per_node),
       state(std::move(s)),
       hlc(config.self),
+      fd(config.heartbeat_interval_ms, config.fd_phi_threshold, now),
       next_id(config.request_id_base + 1),
       now_ms(now) {
   assert(config.self != 0);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "core/failure_detector.h"
 #include "core/messages.h"
 #include "core/ring.h"
 #include "core/stats.h"
@@ -26,6 +27,7 @@ struct Context {
   Ring ring;
   DurableState state;
   Hlc hlc;
+  FailureDetector fd;         // fed by membership's heartbeats (membership.h)
   ReplicaStats stats;
   std::uint64_t next_id;      // ids of requests and bridge calls alike: request_id_base + 1, 2, ..
   std::uint64_t now_ms;       // the clock at the latest input
@@ -38,6 +40,8 @@ struct Context {
   std::size_t majority() const { return config.replicas / 2 + 1; }
   bool bridges_on() const { return config.pg_mode != PgMode::off || config.legacy; }
   bool collects_tombstones() const { return config.collects_tombstones(); }
+  // Whether the failure detector takes `node` as up now (this node always is).
+  bool peer_up(NodeId node) const { return node == config.self || fd.up(node, now_ms); }
   // At or before the clock's latest stamp: nothing this node holds may be ahead of its clock.
   bool not_after_clock(const Version& v) const {
     const Version& last = hlc.last();

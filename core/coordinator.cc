@@ -37,6 +37,28 @@ void Coordinator::on_client(const ClientRequest& rq, std::uint64_t now_ms) {
   }
   ++(read ? ctx_.stats.gets : rq.op == OpType::put ? ctx_.stats.puts : ctx_.stats.dels);
   if (!read) misses_.forget(rq.key);
+  const std::vector<NodeId> replicas = ctx_.ring.preference_list(rq.key, config.replicas);
+  // Replicas known down cannot answer: fail now what cannot reach its quorum without them. Not
+  // in sloppy mode, where stand-ins answer for them.
+  if (!config.sloppy_quorum && ctx_.fd.enabled()) {
+    const std::size_t needed = read ? quorum : std::max<std::size_t>(quorum, ctx_.majority());
+    std::string down;
+    for (NodeId n : replicas) {
+      if (!ctx_.peer_up(n)) down += (down.empty() ? "n" : ", n") + std::to_string(n);
+    }
+    const std::size_t up = static_cast<std::size_t>(std::count_if(
+        replicas.begin(), replicas.end(), [&](NodeId n) { return ctx_.peer_up(n); }));
+    if (up < needed) {
+      ++ctx_.stats.quorum_unavailable;
+      ++ctx_.stats.requests_failed_fast;
+      return ctx_.reply_error(
+          rq.id, Errc::quorum_unavailable,
+          std::string(read ? "" : "nothing written: ") + std::to_string(needed) + " of the key's " +
+              std::to_string(replicas.size()) + " replicas must answer " +
+              (read ? "the read" : "to order and acknowledge the write") + ", and " + down +
+              " are down (failure detector)");
+    }
+  }
 
   const std::uint64_t req = ctx_.new_id();
   Request& p = requests_[req];
@@ -49,15 +71,22 @@ void Coordinator::on_client(const ClientRequest& rq, std::uint64_t now_ms) {
   p.started_ms = p.phase_started_ms = now_ms;
   p.deadline_ms = now_ms + config.request_timeout_ms;
   p.next_retry_ms = now_ms + config.retry_interval_ms;
-  for (NodeId n : ctx_.ring.preference_list(rq.key, config.replicas)) {
-    p.targets.push_back(Target{.node = n});
-  }
+  for (NodeId n : replicas) p.targets.push_back(Target{.node = n});
   start_read(req, p);
+}
+
+bool Coordinator::send_unless_down(NodeId to, MessageBody body) {
+  if (!ctx_.peer_up(to)) {
+    ++ctx_.stats.sends_skipped_down;
+    return false;
+  }
+  ctx_.send(to, std::move(body));
+  return true;
 }
 
 // Reads and write discovery both begin by asking every preference-list replica for its record.
 void Coordinator::start_read(std::uint64_t req, Request& p) {
-  for (const Target& t : p.targets) ctx_.send(t.node, ReadReq{req, p.key});
+  for (const Target& t : p.targets) send_unless_down(t.node, ReadReq{req, p.key});
 }
 
 void Coordinator::on_read_resp(NodeId from, const ReadResp& m, std::uint64_t now_ms) {
@@ -128,7 +157,7 @@ void Coordinator::start_write(std::uint64_t req, Request& p, std::uint64_t now_m
   for (Target& t : p.targets) {
     t.answered = false;
     t.record.reset();
-    ctx_.send(t.node, WriteReq{req, WriteKind::client, p.key, p.stamped, 0});
+    send_unless_down(t.node, WriteReq{req, WriteKind::client, p.key, p.stamped, 0});
   }
   if (pg == PgMode::sync) {
     p.pg_write_pending = true;  // the client waits for PostgreSQL too
@@ -227,12 +256,11 @@ void Coordinator::tick_request(std::uint64_t req, Request& p, std::uint64_t now_
   p.next_retry_ms = now_ms + ctx_.config.retry_interval_ms;
   for (const Target& t : p.targets) {
     if (t.answered) continue;
-    ++ctx_.stats.retries_sent;
-    if (p.phase == Phase::write) {
-      ctx_.send(t.node, WriteReq{req, WriteKind::client, p.key, p.stamped, t.hint_for});
-    } else {
-      ctx_.send(t.node, ReadReq{req, p.key});
-    }
+    const bool sent =
+        p.phase == Phase::write
+            ? send_unless_down(t.node, WriteReq{req, WriteKind::client, p.key, p.stamped, t.hint_for})
+            : send_unless_down(t.node, ReadReq{req, p.key});
+    ctx_.stats.retries_sent += sent;
   }
 }
 

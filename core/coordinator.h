@@ -7,7 +7,9 @@
 //   del   PostgreSQL for a key none of them holds), so the stamp is past any write a majority
 //         acknowledged whatever the clocks say (C5); write: send the stamped record to N and
 //         answer after W acknowledgements (and PostgreSQL's, in sync mode).
-// Every phase resends to the silent and ends at the deadline. In sloppy mode, after
+// Every phase resends to the silent and ends at the deadline. Replicas the failure detector takes
+// as down (membership.h) are not sent to, and a request whose quorum (a majority too, for a
+// write) cannot be reached without them fails at once, with nothing written (not in sloppy mode). In sloppy mode, after
 // sloppy_after_ms, discovery writes with the versions it has, a write falls back to stand-ins
 // for the silent, and a resolving read stops resending. A write leaves a hint for every replica
 // that never acknowledged it.
@@ -53,6 +55,8 @@ class Coordinator {
   std::string check_invariants() const;
 
  private:
+  // Sends unless the failure detector takes `to` as down (then counts the skip); whether it sent.
+  bool send_unless_down(NodeId to, MessageBody body);
   void start_read(std::uint64_t req, Request& p);
   void discovered(std::uint64_t req, Request& p, std::uint64_t now_ms);
   void start_write(std::uint64_t req, Request& p, std::uint64_t now_ms);

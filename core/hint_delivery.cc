@@ -33,6 +33,7 @@ void HintDelivery::deliver(std::uint64_t now_ms) {
       ++ctx_.stats.hints_expired;
       continue;
     }
+    if (!ctx_.peer_up(hint_key.first)) continue;  // kept for when it is back
     ctx_.send(hint_key.first, WriteReq{0, WriteKind::hint_delivery, hint_key.second, record, 0});
   }
   cursor_ = it == hints.end() ? HintStore::HintKey{} : it->first;

@@ -1,6 +1,7 @@
 // Hint delivery: the hints this node keeps for other replicas (written when they did not
 // acknowledge a write, here as coordinator or as a sloppy fallback) are offered to them every
-// hint_interval_ms, a bounded number per round, until each is acknowledged.
+// hint_interval_ms, a bounded number per round, until each is acknowledged. A target the failure
+// detector takes as down (membership.h) is passed over: its hints wait for it to be back.
 #pragma once
 
 #include <cstdint>

@@ -14,6 +14,7 @@
 #include "core/context.h"
 #include "core/coordinator.h"
 #include "core/hint_delivery.h"
+#include "core/membership.h"
 #include "core/miss_resolver.h"
 #include "core/replica_role.h"
 #include "core/write_behind.h"
@@ -40,6 +41,7 @@ struct Replica::Roles {
         queue(ctx, calls),
         misses(ctx, calls),
         ae(ctx, now_ms),
+        members(ctx, now_ms),
         replica(ctx, misses, ae),
         hints(ctx, now_ms),
         coordinator(ctx, calls, queue, misses, replica) {}
@@ -49,6 +51,7 @@ struct Replica::Roles {
   WriteBehind queue;
   MissResolver misses;
   AntiEntropy ae;
+  Membership members;
   ReplicaRole replica;
   HintDelivery hints;
   Coordinator coordinator;
@@ -77,6 +80,7 @@ void Replica::on_message(const Message& message, std::uint64_t now_ms) {
 void Replica::on_tick(std::uint64_t now_ms) {
   Roles& r = *roles_;
   r.ctx.now_ms = now_ms;
+  r.members.tick(now_ms);
   r.coordinator.tick(now_ms);
   r.hints.deliver(now_ms);
   // Calls the driver failed to answer in time are answered here, as errors.
@@ -127,8 +131,9 @@ Ready Replica::take_ready() {
       !roles_->queue.empty()) {
     ctx.ready.next_tick_ms = ctx.now_ms + ctx.config.tick_interval_ms;
   }
-  if (const auto ae = roles_->ae.next_round_ms()) {
-    ctx.ready.next_tick_ms = std::min(ctx.ready.next_tick_ms.value_or(*ae), std::max(*ae, ctx.now_ms));
+  for (const auto round : {roles_->ae.next_round_ms(), roles_->members.next_round_ms()}) {
+    if (!round) continue;
+    ctx.ready.next_tick_ms = std::min(ctx.ready.next_tick_ms.value_or(*round), std::max(*round, ctx.now_ms));
   }
   Ready out = std::move(ctx.ready);
   ctx.ready = Ready{};
@@ -144,6 +149,8 @@ void Replica::dispatch(const Message& message, std::uint64_t now_ms) {
         if constexpr (keyed_message_v<T>) {
           if (body.key.empty() || body.key.size() > r.ctx.config.key_bytes_max) return;  // distrust
         }
+        if constexpr (std::is_same_v<T, Heartbeat>) r.members.on_heartbeat(from, body, now_ms);
+        if constexpr (std::is_same_v<T, Gossip>) r.members.on_gossip(from, body);
         if constexpr (std::is_same_v<T, AeTreeReq>) r.ae.on_tree_req(from, body);
         if constexpr (std::is_same_v<T, AeTreeResp>) r.ae.on_tree_resp(from, body);
         if constexpr (std::is_same_v<T, AeKeysReq>) r.ae.on_keys_req(from, body);
@@ -179,6 +186,7 @@ std::string Replica::check_invariants() const {
   if (broken.empty()) broken = r.misses.check_invariants();
   if (broken.empty()) broken = r.calls.check_invariants();
   if (broken.empty()) broken = r.ae.check_invariants();
+  if (broken.empty()) broken = r.members.check_invariants();
   return broken;
 }
 
@@ -188,6 +196,14 @@ const DurableState& Replica::state() const { return roles_->ctx.state; }
 const ReplicaStats& Replica::stats() const { return roles_->ctx.stats; }
 const ReplicaConfig& Replica::config() const { return roles_->ctx.config; }
 const Ring& Replica::ring() const { return roles_->ctx.ring; }
+const std::map<NodeId, Member>& Replica::members() const { return roles_->members.members(); }
+std::uint64_t Replica::members_hash() const { return roles_->members.table_hash(); }
+bool Replica::peer_up(NodeId node, std::uint64_t now_ms) const {
+  return node == roles_->ctx.config.self || roles_->ctx.fd.up(node, now_ms);
+}
+double Replica::peer_phi(NodeId node, std::uint64_t now_ms) const {
+  return node == roles_->ctx.config.self ? 0.0 : roles_->ctx.fd.phi(node, now_ms);
+}
 std::size_t Replica::requests_in_flight() const { return roles_->coordinator.size(); }
 std::size_t Replica::pg_queue_size() const { return roles_->queue.size(); }
 std::optional<std::uint64_t> Replica::pg_queue_oldest_ms() const {

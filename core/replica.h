@@ -13,6 +13,10 @@
 // wins), keep hints for others when acting as a fallback (sloppy mode), answer reads; offer the
 // hints it keeps to their targets.
 //
+// Membership (membership.h): every heartbeat_interval_ms a heartbeat to every other member; the
+// members table spreads by gossip and a phi-accrual failure detector marks peers up or down, so
+// the coordinator skips replicas known down and fails at once what they leave out of reach.
+//
 // Anti-entropy (anti_entropy.h): every ae_interval_ms the node compares the hash trees of the
 // ranges it shares with one peer, and the two push each other the records the other lacks, so
 // replicas converge, and a node that lost its disk is refilled, without any client read.
@@ -42,6 +46,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,6 +88,12 @@ class Replica {
   const ReplicaStats& stats() const;
   const ReplicaConfig& config() const;
   const Ring& ring() const;
+  // Membership (membership.h): the members table as this node holds it, its hash (equal on two
+  // nodes that agree), and what the failure detector says of a peer at `now_ms`.
+  const std::map<NodeId, Member>& members() const;
+  std::uint64_t members_hash() const;
+  bool peer_up(NodeId node, std::uint64_t now_ms) const;
+  double peer_phi(NodeId node, std::uint64_t now_ms) const;
   std::size_t requests_in_flight() const;
   // Async write-behind: keys waiting for PostgreSQL, and since when the oldest has waited
   // (its lag; nullopt when the queue is empty).

@@ -47,6 +47,13 @@ struct ReplicaStats {
   std::uint64_t tombstones_reaped = 0;
   std::uint64_t hints_dropped_with_tombstone = 0;
   std::uint64_t hints_expired = 0;
+  // Membership and failure detection
+  std::uint64_t peers_marked_down = 0;
+  std::uint64_t requests_failed_fast = 0;
+  std::uint64_t sends_skipped_down = 0;
+  std::uint64_t gossip_sent = 0;
+  std::uint64_t gossip_entries_applied = 0;
+  std::uint64_t gossip_refused = 0;
 };
 
 struct StatField {
@@ -129,6 +136,18 @@ inline constexpr std::array replica_stat_fields = {
               "hints older than a collected tombstone, dropped with it"},
     StatField{"hints_expired", &ReplicaStats::hints_expired,
               "hints dropped undelivered at half the tombstone grace (anti-entropy repairs)"},
+    StatField{"peers_marked_down", &ReplicaStats::peers_marked_down,
+              "times the failure detector found a peer down (phi at the threshold)"},
+    StatField{"requests_failed_fast", &ReplicaStats::requests_failed_fast,
+              "requests failed at once: too few of the key's replicas are up; nothing written"},
+    StatField{"sends_skipped_down", &ReplicaStats::sends_skipped_down,
+              "request messages not sent because the failure detector took the peer as down"},
+    StatField{"gossip_sent", &ReplicaStats::gossip_sent,
+              "members tables sent to a peer whose heartbeat showed another table"},
+    StatField{"gossip_entries_applied", &ReplicaStats::gossip_entries_applied,
+              "members entries taken from a peer's table (newer than the one held)"},
+    StatField{"gossip_refused", &ReplicaStats::gossip_refused,
+              "members tables refused: an entry for a node that is not a member"},
 };
 static_assert(replica_stat_fields.size() * sizeof(std::uint64_t) == sizeof(ReplicaStats),
               "every ReplicaStats member has its row in replica_stat_fields");

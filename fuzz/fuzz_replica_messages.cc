@@ -23,6 +23,8 @@
 //   9 ae         u8 shape and its fields: an anti-entropy message from a peer (tree roots, with
 //                this ring's fingerprint or another; leaves answering the node's last exchange
 //                or a stray one; a key list; a want list), ranges and leaves in and out of bounds
+//  10 members    u8 shape and its fields: a heartbeat, or a members table (membership.h) that
+//                may name a stranger, the node itself, any state, generation and epoch
 // Besides check_invariants and check_trees: every client request is answered at most once, and, once the
 // program ends and the clock runs on, exactly once; every bridge call id is new; everything the
 // replica sends goes to another member and survives the codec.
@@ -127,7 +129,7 @@ class Harness {
   }
 
   void step(std::uint8_t op) {
-    switch (op % 10) {
+    switch (op % 11) {
       case 0: {
         std::string payload(in_.bytes(in_.u8()));
         std::string frame(peer_frame_header_bytes, '\0');
@@ -160,7 +162,8 @@ class Harness {
         break;
       }
       case 8: now_ -= in_.u16(); replica_->on_tick(now_); break;
-      default: anti_entropy(); break;
+      case 9: anti_entropy(); break;
+      default: membership(); break;
     }
   }
 
@@ -206,6 +209,27 @@ class Harness {
         m.body = std::move(k);
         break;
       }
+    }
+    deliver(m);
+  }
+
+  // A heartbeat (with the node's own table hash or another) or a members table whose entries
+  // may name a stranger (node 4), the node itself, any state, generation and epoch.
+  void membership() {
+    const std::uint8_t shape = in_.u8();
+    Message m{other(shape >> 2), config_.self, {}};
+    if ((shape & 1) == 0) {
+      m.body = Heartbeat{in_.u16(), (shape & 2) ? replica_->members_hash() : in_.u64()};
+    } else {
+      Gossip g;
+      NodeId id = 0;
+      for (int n = in_.u8() % 4; n > 0; --n) {
+        id += 1 + in_.u8() % 2;
+        if (id > members + 1) break;
+        g.members.push_back(Member{id, static_cast<MemberState>(1 + in_.u8() % 4), in_.u16(), in_.u8(),
+                                   in_.short_string().substr(0, member_addr_bytes_max), {}});
+      }
+      m.body = std::move(g);
     }
     deliver(m);
   }

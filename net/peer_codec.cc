@@ -4,6 +4,7 @@
 #include "net/peer_codec.h"
 
 #include "core/pb_convert.h"
+#include "core/ring.h"
 
 #include <cassert>
 #include <cstdint>
@@ -156,6 +157,25 @@ void body_to_pb(const AeKeysResp& b, pb::PeerMessage& out) {
   for (const std::string& key : b.want) p.add_want(key);
 }
 
+void body_to_pb(const Heartbeat& b, pb::PeerMessage& out) {
+  pb::Heartbeat& p = *out.mutable_heartbeat();
+  p.set_generation(b.generation);
+  p.set_table(b.table);
+}
+
+void body_to_pb(const Gossip& b, pb::PeerMessage& out) {
+  pb::Gossip& p = *out.mutable_gossip();
+  for (const Member& m : b.members) {
+    pb::Member& q = *p.add_members();
+    q.set_id(m.id);
+    q.set_state(static_cast<std::uint32_t>(m.state));
+    q.set_generation(m.generation);
+    q.set_epoch(m.epoch);
+    q.set_peer_addr(m.peer_addr);
+    q.set_client_addr(m.client_addr);
+  }
+}
+
 // ---- protobuf -> core: each returns the value, or what is wrong ----
 // Byte fields are moved out of the parsed message: a value may be a megabyte.
 
@@ -244,6 +264,34 @@ Expected<MessageBody> body_from_pb(pb::AeKeysResp& p) {
   return b;
 }
 
+Expected<MessageBody> body_from_pb(pb::Heartbeat& p) {
+  return Heartbeat{p.generation(), p.table()};
+}
+
+Expected<MessageBody> body_from_pb(pb::Gossip& p) {
+  if (static_cast<std::size_t>(p.members_size()) > ring_nodes_max) {
+    return invalid_input(std::to_string(p.members_size()) + " members, over ring_nodes_max (" +
+                         std::to_string(ring_nodes_max) + ")");
+  }
+  Gossip b;
+  b.members.reserve(static_cast<std::size_t>(p.members_size()));
+  for (pb::Member& q : *p.mutable_members()) {
+    if (q.id() == 0) return invalid_input("a member with id 0");
+    if (!b.members.empty() && q.id() <= b.members.back().id) return invalid_input("members not in ascending id order");
+    if (q.state() < static_cast<std::uint32_t>(MemberState::joining) ||
+        q.state() > static_cast<std::uint32_t>(MemberState::left)) {
+      return invalid_input("unknown member state " + std::to_string(q.state()));
+    }
+    if (q.peer_addr().size() > member_addr_bytes_max || q.client_addr().size() > member_addr_bytes_max) {
+      return invalid_input("n" + std::to_string(q.id()) + "'s address is over " +
+                           std::to_string(member_addr_bytes_max) + " bytes");
+    }
+    b.members.push_back(Member{q.id(), static_cast<MemberState>(q.state()), q.generation(), q.epoch(),
+                               std::move(*q.mutable_peer_addr()), std::move(*q.mutable_client_addr())});
+  }
+  return b;
+}
+
 // `body`'s error, its detail prefixed with the body's name.
 Expected<MessageBody> named(std::string_view name, Expected<MessageBody> body) {
   if (!body) return Error{body.error().code, std::string(name) + ": " + body.error().detail};
@@ -287,6 +335,14 @@ Expected<Message> message_from_pb(pb::PeerMessage& p) {
     }
     case pb::PeerMessage::kAeKeysResp: {
       BOOST_OUTCOME_TRY(out.body, named("ae_keys_resp", body_from_pb(*p.mutable_ae_keys_resp())));
+      return out;
+    }
+    case pb::PeerMessage::kHeartbeat: {
+      BOOST_OUTCOME_TRY(out.body, body_from_pb(*p.mutable_heartbeat()));
+      return out;
+    }
+    case pb::PeerMessage::kGossip: {
+      BOOST_OUTCOME_TRY(out.body, named("gossip", body_from_pb(*p.mutable_gossip())));
       return out;
     }
     case pb::PeerMessage::BODY_NOT_SET:

@@ -40,6 +40,7 @@ constexpr std::uint32_t ae_thin_ppm = 300'000;      // seeds where its bandwidth
 constexpr std::uint32_t wiped_at_heal_ppm = 300'000;  // of the seeds that may have it
 constexpr std::uint32_t tombstone_gc_ppm = 1'000'000;   // of the seeds that may collect tombstones
 constexpr std::uint64_t tombstone_grace_ms_max = 20'000;  // longer, and nothing would be collected
+constexpr std::uint32_t heartbeats_off_ppm = 150'000;     // seeds without heartbeats (every peer up)
 
 // Faults in the order they strike (a stable sort: ties keep the order they were drawn in).
 void sort_by_time(std::vector<Fault>& faults) {
@@ -374,6 +375,16 @@ Scenario make_scenario(std::uint64_t seed) {
         sort_by_time(s.faults);
       }
     }
+  }
+
+  // Membership (its own stream): heartbeats every 100 ms to 1 s, and a failure detector from
+  // hair-trigger (phi 3: a few lost heartbeats) to patient (phi 12); off in some seeds.
+  Rng members_rng = root.child("membership");
+  if (members_rng.chance_ppm(heartbeats_off_ppm)) {
+    s.knobs.heartbeat_interval_ms = 0;
+  } else {
+    s.knobs.heartbeat_interval_ms = members_rng.between(100, 1000);
+    s.knobs.fd_phi_threshold_tenths = members_rng.between(30, 120);
   }
 
   const std::uint64_t clients = work_rng.between(3, 8);

@@ -85,6 +85,8 @@ constexpr std::array knob_specs{
     KnobSpec{"ae_bytes_per_s", &Knobs::ae_bytes_per_s, 0, std::numeric_limits<std::uint64_t>::max()},
     KnobSpec{"wiped_at_heal", &Knobs::wiped_at_heal, 0, ring_nodes_max},
     KnobSpec{"tombstone_grace_ms", &Knobs::tombstone_grace_ms, 0, time_ms_max},
+    KnobSpec{"heartbeat_interval_ms", &Knobs::heartbeat_interval_ms, 0, time_ms_max},
+    KnobSpec{"fd_phi_threshold_tenths", &Knobs::fd_phi_threshold_tenths, 0, 1000},
     KnobSpec{"drop_ppm", &Knobs::drop_ppm, 0, ppm_one},
     KnobSpec{"duplicate_ppm", &Knobs::duplicate_ppm, 0, ppm_one},
     KnobSpec{"latency_us_min", &Knobs::latency_us_min, 0, time_us_max},

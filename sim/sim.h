@@ -53,6 +53,11 @@ struct Knobs {
   // Tombstone collection (core/anti_entropy.h): 0 in most seeds; where it is on (no bridges,
   // anti-entropy on), a few seconds, yet longer than this seed's clocks and delays can disagree.
   std::uint64_t tombstone_grace_ms = replica_defaults.tombstone_grace_ms;
+  // Membership (core/membership.h): heartbeats and gossip, and the failure detector they feed
+  // (the coordinator skips replicas it takes as down); off (0) in some seeds. The threshold in
+  // tenths of phi.
+  std::uint64_t heartbeat_interval_ms = replica_defaults.heartbeat_interval_ms;
+  std::uint64_t fd_phi_threshold_tenths = static_cast<std::uint64_t>(replica_defaults.fd_phi_threshold * 10);
 
   // Network (rates in parts per million of messages)
   std::uint32_t drop_ppm = 0;

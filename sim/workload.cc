@@ -201,7 +201,8 @@ void World::die(Node& n) {
 }
 
 // Quiet: every node up, no hint held, no request in flight, no write-behind queued, no bridge
-// call or peer message on its way. In liveness mode the nodes kept down are left out, with the
+// call or peer message on its way; with anti-entropy, the replicas agree; with heartbeats, the
+// members tables agree and every failure detector is right. In liveness mode the nodes kept down are left out, with the
 // hints for them (never deliverable) and the messages to them (the core keeps trying).
 std::string World::still_busy() const {
   std::size_t hints = 0, requests = 0, queued = 0, messages = 0;
@@ -233,12 +234,39 @@ std::string World::still_busy() const {
       }
     }
   }
-  if (hints + requests + queued + bridge_in_flight_.size() + messages + disagree == 0) return {};
+  // With heartbeats on, quiet also means that every live node holds the same members table and
+  // its failure detector is right about every peer: the live ones up, the ones kept down down.
+  std::string membership;
+  if (sc_.knobs.heartbeat_interval_ms != 0) {
+    const Node* first = nullptr;
+    for (const Node& n : nodes_) {
+      if (n.kept_down) continue;
+      if (!first) first = &n;
+      if (n.replica->members_hash() != first->replica->members_hash()) {
+        membership = ", n" + std::to_string(n.id) + " and n" + std::to_string(first->id) +
+                     " hold different members tables";
+        break;
+      }
+      for (const Node& peer : nodes_) {
+        if (peer.id == n.id || n.replica->peer_up(peer.id, local_ms(n.id)) == !peer.kept_down) continue;
+        membership = ", n" + std::to_string(n.id) + " takes n" + std::to_string(peer.id) + " as " +
+                     (peer.kept_down ? "up (it is down for good)" : "down (it is up)") + ", phi " +
+                     std::to_string(n.replica->peer_phi(peer.id, local_ms(n.id)));
+        break;
+      }
+      if (!membership.empty()) break;
+    }
+  }
+  if (hints + requests + queued + bridge_in_flight_.size() + messages + disagree == 0 &&
+      membership.empty()) {
+    return {};
+  }
   return std::to_string(hints) + " hint(s) held, " + std::to_string(requests) +
          " request(s) in flight, " + std::to_string(queued) + " key(s) queued for PostgreSQL, " +
          std::to_string(bridge_in_flight_.size()) + " bridge call(s) and " +
          std::to_string(messages) + " message(s) under way" +
-         (anti_entropy() ? ", " + std::to_string(disagree) + " key(s) whose replicas disagree" : "");
+         (anti_entropy() ? ", " + std::to_string(disagree) + " key(s) whose replicas disagree" : "") +
+         membership;
 }
 
 void World::poll_quiet() {
@@ -246,6 +274,12 @@ void World::poll_quiet() {
   const Knobs& k = sc_.knobs;
   const std::uint64_t rounds = sc_.keys * k.nodes / k.hint_deliveries_per_interval_max + 1;
   std::uint64_t bound_ms = k.quiet_ms * liveness_quiet_factor + k.hint_interval_ms * rounds;
+  if (k.heartbeat_interval_ms != 0) {
+    // A node kept down found so by every failure detector: its silence reaching the threshold,
+    // at up to twice the heartbeat interval as the mean (lost heartbeats stretch it).
+    const double threshold = static_cast<double>(k.fd_phi_threshold_tenths) / 10.0;
+    bound_ms += static_cast<std::uint64_t>(threshold / 0.4343 * 2.0 * static_cast<double>(k.heartbeat_interval_ms));
+  }
   if (anti_entropy()) {
     // Every pair of replicas exchanging a few times, and a whole store pushed within the limit.
     bound_ms += k.ae_interval_ms * k.nodes * liveness_ae_rounds_per_node;

@@ -50,7 +50,11 @@ std::string describe(const Message& m) {
           s += "AeKeysReq buckets=" + std::to_string(b.buckets.size()) + " keys=" + std::to_string(b.keys.size());
         }
         if constexpr (std::is_same_v<T, AeKeysResp>) s += "AeKeysResp want=" + std::to_string(b.want.size());
-        s += " req=" + std::to_string(b.req);
+        if constexpr (std::is_same_v<T, Heartbeat>) {
+          s += "Heartbeat generation=" + std::to_string(b.generation) + " table=" + std::to_string(b.table);
+        }
+        if constexpr (std::is_same_v<T, Gossip>) s += "Gossip members=" + std::to_string(b.members.size());
+        if constexpr (requires { b.req; }) s += " req=" + std::to_string(b.req);
         if constexpr (keyed_message_v<T>) s += " key=" + b.key;
         return s;
       },
@@ -64,9 +68,11 @@ std::uint64_t digest(const Message& m) {
         std::uint64_t h = mix(m.from, m.to);
         if constexpr (keyed_message_v<T>) {
           h = mix(h, mix(b.req, hash64(b.key)));
-        } else {
+        } else if constexpr (requires { b.req; }) {
           h = mix(h, b.req);
         }
+        if constexpr (std::is_same_v<T, Heartbeat>) h = mix(h, mix(b.generation, b.table));
+        if constexpr (std::is_same_v<T, Gossip>) h = mix(h, b.members.size());
         if constexpr (std::is_same_v<T, AeTreeReq> || std::is_same_v<T, AeTreeResp>) h = mix(h, b.ranges.size());
         if constexpr (std::is_same_v<T, AeKeysReq>) h = mix(h, mix(b.buckets.size(), b.keys.size()));
         if constexpr (std::is_same_v<T, AeKeysResp>) h = mix(h, b.want.size());
@@ -112,6 +118,8 @@ const std::map<std::string, std::string, std::less<>>& probes_not_required() {
       {"ae_refused", "the simulated nodes share one ring and send only well-formed anti-entropy "
                      "messages (damaged frames die at the checksum); foreign input is covered by "
                      "tests/peer_codec_test.cc and the fuzzers"},
+      {"gossip_refused", "the simulated nodes share one list of members; a table naming a stranger "
+                         "is covered by tests/membership_test.cc"},
       {"hints_dropped_with_tombstone",
        "a second line of defence: a hint older than a tombstone has expired (at half the grace) "
        "before the tombstone can be collected (at the whole grace), unless hint delivery lags a "
@@ -374,6 +382,9 @@ ReplicaConfig World::replica_config(NodeId self, std::uint64_t incarnation) cons
   cfg.ae_interval_ms = k.ae_interval_ms;
   cfg.ae_bytes_per_s = k.ae_bytes_per_s;
   cfg.tombstone_grace_ms = k.tombstone_grace_ms;
+  cfg.heartbeat_interval_ms = k.heartbeat_interval_ms;
+  cfg.fd_phi_threshold = static_cast<double>(k.fd_phi_threshold_tenths) / 10.0;
+  cfg.peer_addr = "sim:" + std::to_string(self);
   cfg.tick_interval_ms = k.tick_interval_ms;
   cfg.hints_max = k.hints_max;
   cfg.requests_in_flight_max = k.requests_in_flight_max;
@@ -448,8 +459,9 @@ void World::after_input(Node& n) {
   Ready ready = n.replica->take_ready();
   if (issuing_) {  // the request just handed over: its peer messages name its internal id
     for (const Message& m : ready.messages) {
-      std::visit([&](const auto& b) { by_internal_.emplace(std::pair{n.id, b.req}, *issuing_); },
-                 m.body);
+      std::visit([&](const auto& b) {
+        if constexpr (requires { b.req; }) by_internal_.emplace(std::pair{n.id, b.req}, *issuing_);
+      }, m.body);
     }
     issuing_.reset();
   }

@@ -67,9 +67,24 @@ rc::Gen<MessageBody> gen_body() {
   return rc::gen::exec([]() -> MessageBody {
     const auto req = *rc::gen::arbitrary<std::uint64_t>();
     const auto key = *rc::gen::arbitrary<std::string>();
-    switch (*rc::gen::inRange(0, 8)) {
+    switch (*rc::gen::inRange(0, 10)) {
       case 0:
         return ReadReq{req, key};
+      case 8:
+        return Heartbeat{*rc::gen::arbitrary<std::uint64_t>(), *rc::gen::arbitrary<std::uint64_t>()};
+      case 9: {
+        Gossip g;
+        NodeId id = 0;
+        for (int i = *rc::gen::inRange(0, 5); i > 0; --i) {
+          id += *rc::gen::inRange<NodeId>(1, 1000);
+          g.members.push_back(Member{id, *rc::gen::element(MemberState::joining, MemberState::normal,
+                                                           MemberState::leaving, MemberState::left),
+                                     *rc::gen::arbitrary<std::uint64_t>(), *rc::gen::arbitrary<std::uint64_t>(),
+                                     *rc::gen::container<std::string>(*rc::gen::inRange(0, 40), rc::gen::arbitrary<char>()),
+                                     *rc::gen::container<std::string>(*rc::gen::inRange(0, 40), rc::gen::arbitrary<char>())});
+        }
+        return g;
+      }
       case 1: {
         std::optional<Record> record;
         if (*rc::gen::arbitrary<bool>()) record = *gen_record();
@@ -373,6 +388,29 @@ TEST(PeerCodec, RefusesAntiEntropyMessagesNoSenderProduces) {
   p.mutable_ae_keys_req()->add_keys()->set_key("k");
   expect_refused(p, "ae_keys_req: a listed key without a version");
   p.mutable_ae_keys_req()->mutable_keys(0)->mutable_version();
+  EXPECT_EQ(decode(raw_frame(p)).status, Status::complete);
+}
+
+TEST(PeerCodec, RefusesMembersTablesNoSenderProduces) {
+  pb::PeerMessage p;
+  p.set_from(1);
+  p.set_to(2);
+  pb::Member& a = *p.mutable_gossip()->add_members();
+  a.set_id(0);
+  a.set_state(2);
+  expect_refused(p, "gossip: a member with id 0");
+  a.set_id(5);
+  a.set_state(9);
+  expect_refused(p, "gossip: unknown member state 9");
+  a.set_state(2);
+  a.set_peer_addr(std::string(member_addr_bytes_max + 1, 'x'));
+  expect_refused(p, "gossip: n5's address is over 256 bytes");
+  a.set_peer_addr("127.0.0.1:7001");
+  pb::Member& b = *p.mutable_gossip()->add_members();
+  b.set_id(4);
+  b.set_state(2);
+  expect_refused(p, "gossip: members not in ascending id order");
+  p.mutable_gossip()->mutable_members(1)->set_id(6);
   EXPECT_EQ(decode(raw_frame(p)).status, Status::complete);
 }
 

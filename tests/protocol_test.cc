@@ -139,7 +139,8 @@ std::string show(const Message& m) {
   std::visit(
       [&](const auto& b) {
         using T = std::decay_t<decltype(b)>;
-        std::string head = " req=" + std::to_string(b.req);
+        std::string head;
+        if constexpr (requires { b.req; }) head = " req=" + std::to_string(b.req);
         if constexpr (keyed_message_v<T>) head += " key=" + show_key(b.key);
         if constexpr (std::is_same_v<T, AeTreeReq>) {
           out += "ae-tree-req" + head + " ranges=" + std::to_string(b.ranges.size()) + " filled";
@@ -163,6 +164,14 @@ std::string show(const Message& m) {
         if constexpr (std::is_same_v<T, AeKeysResp>) {
           out += "ae-keys-resp" + head + " want";
           for (const std::string& k : b.want) out += " " + show_key(k);
+        }
+        if constexpr (std::is_same_v<T, Heartbeat>) out += "heartbeat gen=" + std::to_string(b.generation);
+        if constexpr (std::is_same_v<T, Gossip>) {
+          out += "gossip";
+          for (const Member& mb : b.members) {
+            out += " " + node(mb.id) + ":" + std::string(member_state_name(mb.state)) + "@" +
+                   std::to_string(mb.generation) + "." + std::to_string(mb.epoch);
+          }
         }
         if constexpr (std::is_same_v<T, ReadReq>) out += "read-req" + head;
         if constexpr (std::is_same_v<T, ReadResp>) out += "read-resp" + head + " " + show(b.record);
@@ -419,6 +428,7 @@ class Script {
     const auto breaker_open = take("breaker-open", d.legacy_breaker_open_ms);
     const auto negative_ttl = take("negative-ttl", d.legacy_negative_ttl_ms);
     const auto ae = take("ae", 0);  // off unless a scenario is about it: it adds messages to every tick
+    const auto heartbeat = take("heartbeat", 0);  // off unless a scenario is about it, as ae
     const auto ae_bytes = take("ae-bytes", d.ae_bytes_per_s);
     const auto vnodes = take("vnodes", d.vnodes_per_node);
     if (!rest.empty()) return void(fail("unknown setting " + rest.begin()->first));
@@ -444,6 +454,7 @@ class Script {
       c.legacy_negative_ttl_ms = negative_ttl;
       c.ae_interval_ms = ae;
       c.ae_bytes_per_s = ae_bytes;
+      c.heartbeat_interval_ms = heartbeat;
       c.vnodes_per_node = static_cast<std::uint32_t>(vnodes);
     };
     net_ = std::make_unique<TestNet>(nodes, flags.contains("sloppy"), std::vector<std::int64_t>{},

@@ -75,6 +75,8 @@ class TestNet {
       c.self = id;
       for (NodeId m = 1; m <= nodes; ++m) c.members.push_back(m);
       c.sloppy_quorum = sloppy;
+      // No heartbeats unless a test is about them: they add messages to every tick.
+      c.heartbeat_interval_ms = 0;
       if (tweak) tweak(c);
       skew_[id] = id - 1 < skew_ms.size() ? skew_ms[id - 1] : 0;
       configs_.emplace(id, c);
