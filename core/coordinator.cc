@@ -43,11 +43,14 @@ void Coordinator::on_client(const ClientRequest& rq, std::uint64_t now_ms) {
   if (!config.sloppy_quorum && ctx_.fd.enabled()) {
     const std::size_t needed = read ? quorum : std::max<std::size_t>(quorum, ctx_.majority());
     std::string down;
+    std::size_t up = 0;
     for (NodeId n : replicas) {
-      if (!ctx_.peer_up(n)) down += (down.empty() ? "n" : ", n") + std::to_string(n);
+      if (ctx_.peer_up(n)) {
+        ++up;
+      } else {
+        down += (down.empty() ? "n" : ", n") + std::to_string(n);
+      }
     }
-    const std::size_t up = static_cast<std::size_t>(std::count_if(
-        replicas.begin(), replicas.end(), [&](NodeId n) { return ctx_.peer_up(n); }));
     if (up < needed) {
       ++ctx_.stats.quorum_unavailable;
       ++ctx_.stats.requests_failed_fast;
@@ -56,7 +59,7 @@ void Coordinator::on_client(const ClientRequest& rq, std::uint64_t now_ms) {
           std::string(read ? "" : "nothing written: ") + std::to_string(needed) + " of the key's " +
               std::to_string(replicas.size()) + " replicas must answer " +
               (read ? "the read" : "to order and acknowledge the write") + ", and " + down +
-              " are down (failure detector)");
+              (replicas.size() - up == 1 ? " is" : " are") + " down (failure detector)");
     }
   }
 

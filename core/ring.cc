@@ -81,6 +81,18 @@ std::vector<NodeId> Ring::range_replicas(std::size_t range, std::size_t n) const
   return walk(range, n);
 }
 
+double Ring::share(NodeId node) const {
+  // Range i is the arc (token i-1, token i]; the first wraps around from the last token.
+  long double owned = 0;
+  for (std::size_t i = 0; i < tokens_.size(); ++i) {
+    if (tokens_[i].node != node) continue;
+    const std::uint64_t from = tokens_[i == 0 ? tokens_.size() - 1 : i - 1].position;
+    const std::uint64_t arc = tokens_.size() == 1 ? 0 : tokens_[i].position - from;  // wraps mod 2^64
+    owned += tokens_.size() == 1 ? 18446744073709551616.0L : static_cast<long double>(arc);
+  }
+  return static_cast<double>(owned / 18446744073709551616.0L);
+}
+
 std::uint64_t Ring::fingerprint() const {
   std::uint64_t h = hash64(std::to_string(vnodes_per_node_));
   for (const Token& t : tokens_) {

@@ -49,6 +49,9 @@ class Ring {
   std::size_t range_of(std::string_view key) const;
   // The preference list of every key of range `range`. REQUIRES: range < range_count().
   std::vector<NodeId> range_replicas(std::size_t range, std::size_t n) const;
+  // The fraction of the hash space whose keys have `node` first in their preference list (0 for a
+  // node not in the ring); with N replicas a node holds about N times this of the keys.
+  double share(NodeId node) const;
   // A hash of every token: two nodes with the same fingerprint number the same ranges alike.
   std::uint64_t fingerprint() const;
 

@@ -4,6 +4,7 @@
 #include "node/config.h"
 
 #include <algorithm>
+#include <charconv>
 #include <boost/program_options.hpp>
 #include <iostream>
 #include <limits>
@@ -65,6 +66,12 @@ po::options_description describe_options() {
      "is this old; hints are dropped at half of it. At least twice --request-timeout-ms; clocks "
      "must agree within a quarter of it. 0: keep tombstones forever. Off with PostgreSQL or the "
      "legacy API, or with --sloppy-quorum")
+    ("heartbeat-interval-ms", po::value<std::string>()->default_value(std::to_string(rd.heartbeat_interval_ms)),
+     "how often this node sends every other member a heartbeat (which also spreads the members "
+     "table); 0: no heartbeats, every peer is taken as up")
+    ("phi-threshold", po::value<std::string>()->default_value("8"),
+     "the failure detector's phi at which a silent peer is taken as down (phi accrual, as "
+     "Cassandra's phi_convict_threshold): 8 is about 18 heartbeat intervals of silence; 1 to 100")
     ("snapshot-wal-bytes", po::value<std::uint64_t>()->default_value(def.storage.snapshot_wal_bytes), "snapshot once the log is this long")
     // Limits (README.md, "Limits"): whole numbers, read by apply_limits().
     ("key-bytes-max", po::value<std::string>()->default_value(std::to_string(rd.key_bytes_max)), "largest key accepted")
@@ -210,6 +217,16 @@ Expected<void> apply_limits(const po::variables_map& vm, NodeConfig& c) {
     return invalid_input("--tombstone-grace-ms must be 0 or at least twice --request-timeout-ms (" +
                          std::to_string(2 * r.request_timeout_ms) + "): a write's retries must end "
                          "well before a tombstone it could undo is collected");
+  }
+  BOOST_OUTCOME_TRY(read_limit(vm, "heartbeat-interval-ms", 0, 60'000, r.heartbeat_interval_ms));
+  {
+    const std::string text = vm["phi-threshold"].as<std::string>();
+    double phi = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), phi);
+    if (ec != std::errc{} || end != text.data() + text.size() || !(phi >= 1.0 && phi <= 100.0)) {
+      return invalid_input("--phi-threshold must be a number from 1 to 100, got '" + text + "'");
+    }
+    r.fd_phi_threshold = phi;
   }
   // A key list or want list must fit in a frame, with room for its other fields.
   r.ae_message_bytes_max = std::min<std::size_t>(r.ae_message_bytes_max, c.frame_bytes_max / 2);

@@ -5,6 +5,7 @@
 //   kvctl [--node HOST:PORT] del KEY [--w N]
 //   kvctl [--node HOST:PORT] status
 //   kvctl [--node HOST:PORT] ring
+//   kvctl [--node HOST:PORT] members
 //
 // Flags are read by Boost.ProgramOptions, the node's address by net/host_port.h and keys are
 // percent-encoded into the request path by Boost.URL, as every other part of the project does.
@@ -19,6 +20,7 @@
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
@@ -55,7 +57,9 @@ constexpr const char* usage_text =
     "  put KEY VALUE [--w N]    write a value, print its version\n"
     "  del KEY [--w N]          delete a key (a versioned tombstone)\n"
     "  status                   health, readiness and the node's main counters\n"
-    "  ring                     the cluster as this node sees it (members, links, ring settings)\n\n"
+    "  ring                     the cluster as this node sees it (members, links, ring settings)\n"
+    "  members                  a table of the members: state, up or down, share of the ring,\n"
+    "                           keys held (asked of each member), and whether their tables agree\n\n"
     "A key or value that starts with '--' goes after a lone '--', as in: kvctl put k -- --x\n";
 
 constexpr const char* exit_codes_text =
@@ -140,7 +144,7 @@ std::string key_target(const std::string& key, const std::string& query) {
 }
 
 std::optional<Response> call(const kv::HostPort& node, http::verb verb, const std::string& target,
-                             const std::string& body) {
+                             const std::string& body, bool quiet = false) {
   try {
     asio::io_context io;
     beast::tcp_stream stream(io);
@@ -160,10 +164,10 @@ std::optional<Response> call(const kv::HostPort& node, http::verb verb, const st
     http::read(stream, buffer, res);
     return Response{res.result_int(), res.body()};
   } catch (const boost::system::system_error& e) {
-    std::cerr << "kvctl: cannot reach " << node.to_string() << ": " << e.code().message() << "\n";
+    if (!quiet) std::cerr << "kvctl: cannot reach " << node.to_string() << ": " << e.code().message() << "\n";
     return std::nullopt;
   } catch (const std::exception& e) {
-    std::cerr << "kvctl: cannot reach " << node.to_string() << ": " << e.what() << "\n";
+    if (!quiet) std::cerr << "kvctl: cannot reach " << node.to_string() << ": " << e.what() << "\n";
     return std::nullopt;
   }
 }
@@ -203,6 +207,77 @@ int status(const kv::HostPort& node) {
   return ready.status == 200 ? exit_ok : exit_failed;
 }
 
+std::optional<boost::json::object> json_object(const std::string& text) {
+  boost::system::error_code ec;
+  auto v = boost::json::parse(text, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  return std::move(v.as_object());
+}
+
+std::string text_of(const boost::json::object& o, const char* field) {
+  auto it = o.find(field);
+  if (it == o.end()) return "";
+  if (it->value().is_string()) return std::string(it->value().as_string());
+  return boost::json::serialize(it->value());
+}
+
+// The members table as `node` holds it, with each member's key count asked of the member itself
+// (a member that does not answer shows "-"), and whether the members that answered hold the
+// same table.
+int members(const kv::HostPort& node) {
+  const auto r = call(node, http::verb::get, "/cluster", "");
+  if (!r) return exit_unreachable;
+  const auto cluster = r->status == 200 ? json_object(r->body) : std::nullopt;
+  if (!cluster || !cluster->contains("members") || !cluster->at("members").is_array()) {
+    std::cerr << "kvctl: " << node.to_string() << " answered /cluster with " << r->status << " " << r->body << "\n";
+    return exit_failed;
+  }
+  const std::string hash = text_of(*cluster, "members_hash");
+  std::vector<std::vector<std::string>> rows{{"NAME", "STATE", "STATUS", "PHI", "SHARE", "KEYS", "PEER", "HTTP"}};
+  std::size_t asked = 0, agree = 0;
+  for (const auto& v : cluster->at("members").as_array()) {
+    if (!v.is_object()) continue;
+    const auto& m = v.as_object();
+    std::string keys = "-";
+    const std::string http_addr = text_of(m, "http_addr");
+    if (auto hp = kv::parse_host_port(http_addr); hp) {
+      if (const auto mr = call(hp.value(), http::verb::get, "/cluster", "", true); mr && mr->status == 200) {
+        if (const auto mc = json_object(mr->body)) {
+          keys = text_of(*mc, "keys");
+          ++asked;
+          agree += text_of(*mc, "members_hash") == hash;
+        }
+      }
+    }
+    char share[16];
+    const double fraction = m.contains("share") && m.at("share").is_number() ? m.at("share").to_number<double>() : 0.0;
+    std::snprintf(share, sizeof share, "%.1f%%", 100.0 * fraction);
+    std::string phi = "-";
+    if (m.contains("phi") && m.at("phi").is_number()) {
+      char text[16];
+      std::snprintf(text, sizeof text, "%.2f", m.at("phi").to_number<double>());
+      phi = text;
+    }
+    rows.push_back({text_of(m, "name"), text_of(m, "state"), text_of(m, "status"), phi,
+                    share, keys, text_of(m, "peer_addr"), http_addr.empty() ? "-" : http_addr});
+  }
+  std::vector<std::size_t> width(rows[0].size(), 0);
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+  std::cout << "as seen by " << text_of(*cluster, "self") << "; " << agree << " of the " << asked
+            << " members that answered hold the same members table\n";
+  return exit_ok;
+}
+
 int run(const Options& o) {
   const std::vector<std::string>& words = o.words;
   const std::string& cmd = words[0];
@@ -231,6 +306,10 @@ int run(const Options& o) {
     if (!arity(1)) return exit_usage;
     const auto r = call(o.node, http::verb::get, "/cluster", "");
     return r ? report(*r, false) : exit_unreachable;
+  }
+  if (cmd == "members") {
+    if (!arity(1)) return exit_usage;
+    return members(o.node);
   }
   if (cmd == "status") {
     if (!arity(1)) return exit_usage;

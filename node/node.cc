@@ -3,6 +3,7 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
+#include <cstdio>
 
 #include "net/log.h"
 #include "node/legacy_bridge.h"
@@ -27,10 +28,20 @@ std::uint64_t wall_ms() {
                                         .count());
 }
 
-ReplicaConfig with_request_base(ReplicaConfig c) {
-  // A fresh base per process start, so replies to a previous incarnation's requests are ignored.
+ReplicaConfig core_config(const NodeConfig& n) {
+  ReplicaConfig c = n.replica;
+  // A fresh base per process start, so replies to a previous incarnation's requests are ignored;
+  // it grows from one start to the next, as the generation of this node's members entry must.
   c.request_id_base = wall_ms() << 20;
+  c.peer_addr = n.peer_addr.to_string();
+  c.client_addr = n.http_addr.to_string();
   return c;
+}
+
+std::string fixed2(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f", v);
+  return text;
 }
 
 PeerLinksOptions link_options(const NodeConfig& c) {
@@ -72,7 +83,7 @@ Node::Node(asio::io_context& io, NodeConfig config, std::unique_ptr<Storage> sto
     : io_(io),
       config_(std::move(config)),
       storage_(std::move(storage)),
-      replica_(with_request_base(config_.replica), storage_->take_recovered_state(), wall_ms()),
+      replica_(core_config(config_), storage_->take_recovered_state(), wall_ms()),
       links_(io, link_options(config_), [this](const Message& m) { on_peer_message(m); }),
       resp_(io, *this, resp_options(config_)),
       http_(io, *this, http_options(config_)),
@@ -262,6 +273,17 @@ std::string Node::metrics_text() const {
     out += "kv_peer_link_up{peer=\"n" + std::to_string(peer) + "\"} " +
            (st.state == LinkState::connected ? "1" : "0") + "\n";
   }
+  {
+    const std::uint64_t t = now_ms();
+    metric_header(out, "kv_peer_up", "gauge", "1 if the failure detector takes the peer as up");
+    for (const auto& [id, e] : replica_.members()) {
+      if (id != config_.id) out += "kv_peer_up{peer=\"n" + std::to_string(id) + "\"} " + (replica_.peer_up(id, t) ? "1" : "0") + "\n";
+    }
+    metric_header(out, "kv_peer_phi", "gauge", "the failure detector's suspicion of the peer (phi accrual)");
+    for (const auto& [id, e] : replica_.members()) {
+      if (id != config_.id) out += "kv_peer_phi{peer=\"n" + std::to_string(id) + "\"} " + fixed2(replica_.peer_phi(id, t)) + "\n";
+    }
+  }
   metric_header(out, "kv_keys", "gauge", "records (values and tombstones) stored on this node");
   out += "kv_keys " + std::to_string(replica_.state().store.size()) + "\n";
   // Bridges: the core's side (queue, misses, breaker), then each bridge's own.
@@ -299,18 +321,34 @@ std::string Node::cluster_json() const {
                      {"tombstones_collected", replica_.stats().tombstones_collected},
                      {"tombstones_reaped", replica_.stats().tombstones_reaped},
                      {"hints_expired", replica_.stats().hints_expired}};
+  o["keys"] = replica_.state().store.size();
+  o["heartbeat_interval_ms"] = config_.replica.heartbeat_interval_ms;
+  o["fd_phi_threshold"] = config_.replica.fd_phi_threshold;
+  o["members_hash"] = std::to_string(replica_.members_hash());
+  // Every member as this node's table holds it (membership.h), with what its failure detector
+  // and its peer link say of it now.
   const auto stats = links_.stats();
+  const std::uint64_t now = now_ms();
   boost::json::array members;
-  for (const auto& [id, addr] : config_.cluster) {
+  for (const auto& [id, e] : replica_.members()) {
     boost::json::object m;
     m["name"] = "n" + std::to_string(id);
     m["id"] = id;
-    m["peer_addr"] = addr.to_string();
+    m["state"] = member_state_name(e.state);
+    m["generation"] = e.generation;
+    m["epoch"] = e.epoch;
+    auto configured = config_.cluster.find(id);
+    m["peer_addr"] = !e.peer_addr.empty() ? e.peer_addr
+                     : configured != config_.cluster.end() ? configured->second.to_string() : "";
+    m["http_addr"] = e.client_addr;  // empty until its entry arrived by gossip
+    m["share"] = replica_.ring().share(id);
     if (id == config_.id) {
+      m["status"] = "up";
       m["link"] = "self";
       m["resp_addr"] = config_.resp_addr.to_string();
-      m["http_addr"] = config_.http_addr.to_string();
     } else {
+      m["status"] = replica_.peer_up(id, now) ? "up" : "down";
+      m["phi"] = std::stod(fixed2(replica_.peer_phi(id, now)));
       auto it = stats.find(id);
       m["link"] = it != stats.end() && it->second.state == LinkState::connected ? "connected" : "down";
     }

@@ -404,5 +404,20 @@ RC_GTEST_PROP(RingProperties, RemovingANodeMovesOnlyItsKeys, ()) {
   RC_ASSERT(moved == owned_by_removed);
 }
 
+TEST(RingTest, SharesCoverTheHashSpaceAndAreEvenWithVirtualNodes) {
+  Ring one;
+  one.add_node(1);
+  EXPECT_DOUBLE_EQ(one.share(1), 1.0);
+  EXPECT_DOUBLE_EQ(one.share(2), 0.0);
+  Ring ring;
+  for (NodeId n = 1; n <= 5; ++n) ring.add_node(n);
+  double total = 0;
+  for (NodeId n = 1; n <= 5; ++n) {
+    total += ring.share(n);
+    EXPECT_NEAR(ring.share(n), 0.2, 0.07) << "n" << n;  // 64 tokens each
+  }
+  EXPECT_NEAR(total, 1.0, 1e-9);
+}
+
 }  // namespace
 }  // namespace kv
