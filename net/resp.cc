@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <optional>
+#include <utility>
 
 #include "core/parse.h"
 
@@ -144,6 +145,7 @@ void append_length(std::string& out, char type, std::int64_t n) {
 ParseResult RespParser::fail(std::string message) {
   in_array_ = false;
   args_.clear();
+  refused_.clear();
   return ParseResult{.status = ParseStatus::error, .error = std::move(message)};
 }
 
@@ -173,9 +175,11 @@ ParseResult RespParser::parse_array(std::string_view buf) {
     in_array_ = true;
     elements_ = n;
     pos_ = consumed;
+    elements_seen_ = 0;
+    refused_.clear();
     args_.clear();  // grows one argument at a time, as the arguments arrive
   }
-  while (args_.size() < elements_) {
+  while (elements_seen_ < elements_) {
     if (pos_ >= buf.size()) return {};
     if (buf[pos_] != '$') {
       return fail("Protocol error: expected '$', got '" + printable(buf[pos_]) + "'");
@@ -188,8 +192,12 @@ ParseResult RespParser::parse_array(std::string_view buf) {
                          : std::nullopt;
     if (!len || *len < 0) return fail("Protocol error: invalid bulk length");
     const auto n = static_cast<std::uint64_t>(*len);
-    if (n > limits_.bulk_bytes_max) {
-      return fail(exceeds("bulk length", n, "bulk_bytes_max", limits_.bulk_bytes_max));
+    if (n > limits_.bulk_bytes_max && refused_.empty()) {
+      // Read on and throw the command away, so that the client reads the error, not a reset.
+      refused_ = "argument " + std::to_string(elements_seen_ + 1) + " of " + std::to_string(n) +
+                 " bytes exceeds bulk_bytes_max (" + std::to_string(limits_.bulk_bytes_max) +
+                 "); the command was read and discarded";
+      args_.clear();
     }
     const std::size_t data = line.cr + 2;
     // Compared as a subtraction: `data + n` could overflow with limits set near SIZE_MAX.
@@ -203,10 +211,16 @@ ParseResult RespParser::parse_array(std::string_view buf) {
       return fail("Protocol error: expected CRLF after a bulk string of " + std::to_string(n) +
                   " bytes");
     }
-    args_.emplace_back(buf.substr(data, n));
+    if (refused_.empty()) args_.emplace_back(buf.substr(data, n));
+    ++elements_seen_;
     pos_ = data + n + 2;
   }
   in_array_ = false;
+  if (!refused_.empty()) {
+    args_.clear();
+    return ParseResult{.status = ParseStatus::refused, .consumed_bytes = pos_,
+                       .error = std::exchange(refused_, {})};
+  }
   return ParseResult{
       .status = ParseStatus::complete, .args = std::move(args_), .consumed_bytes = pos_};
 }

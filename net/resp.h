@@ -24,12 +24,15 @@ struct RespLimits {
   // Arguments in one command; Redis's own limit on a multibulk length.
   std::size_t array_len_max = 1024 * 1024;
   // One argument. Above the core's value_bytes_max (1 MiB) on purpose: a value that is too
-  // large then reaches the core and is refused with value_bytes_max named, and the connection
-  // stays open; only a length no value could have closes it.
+  // large then reaches the core and is refused with value_bytes_max named. A longer argument is
+  // read and thrown away with the rest of its command (up to command_bytes_max, below), and the
+  // command is answered with an error naming this limit; the connection stays open, so a client
+  // still sending the value reads the error instead of a broken pipe.
   std::size_t bulk_bytes_max = (1u << 20) + (64u << 10);
   // One inline command line: the bytes before its '\n' (a '\r' before it counts).
   std::size_t inline_bytes_max = 64u << 10;
-  // One whole command, headers included (bounds what a single MSET can make us buffer).
+  // One whole command, headers included (bounds what a single MSET, or a command being thrown
+  // away, can make us buffer). A command past it closes the connection.
   std::size_t command_bytes_max = 64u << 20;
   // Node requests outstanding per connection; parsing pauses while they are all in flight.
   // Named requests_in_flight_per_connection_max in errors, after its kvnode flag.
@@ -42,6 +45,8 @@ enum class ParseStatus : std::uint8_t {
   complete,    // args and consumed_bytes are set
   incomplete,  // more bytes are needed; nothing is consumed
   error,       // error is set; the connection cannot be resynchronised and should be closed
+  refused,     // the command was read whole and thrown away (an argument over bulk_bytes_max):
+               // error says why, consumed_bytes is set; answer the error and go on
 };
 
 struct ParseResult {
@@ -63,7 +68,8 @@ class RespParser {
   // parser starts afresh, at the first byte after the consumed ones.
   ParseResult parse(std::string_view buffer);
 
-  // True while some bytes of a command have been seen but not the whole command.
+  // True while some bytes of a command have been seen but not the whole command (or a command
+  // being thrown away has not all arrived).
   bool partial() const { return in_array_; }
 
  private:
@@ -76,6 +82,8 @@ class RespParser {
   std::size_t elements_ = 0;  // the array length the client claimed
   std::size_t pos_ = 0;       // offset of the next element's `$` header
   std::vector<std::string> args_;
+  std::size_t elements_seen_ = 0;  // the elements parsed so far (args_ holds them unless refused)
+  std::string refused_;            // why the command is being thrown away, once it is
 };
 
 // One-shot parse of the front of `buffer` (a fresh RespParser): for fuzzing and tests.

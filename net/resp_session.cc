@@ -258,6 +258,11 @@ void RespSession::pump() {
       }
       pos += parsed.consumed_bytes;
       ++commands_parsed_;
+      if (parsed.status == ParseStatus::refused) {
+        slots_.emplace_back();
+        reply_error(slots_base_ + slots_.size() - 1, "ERR " + parsed.error);
+        continue;
+      }
       if (parsed.args.empty()) continue;  // an empty line or `*0`, which Redis skips too
       parked_ = std::move(parsed.args);
     }

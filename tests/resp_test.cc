@@ -138,7 +138,7 @@ TEST(RespParse, ExceededLimitsAreNamed) {
   limits.command_bytes_max = 35;
   const std::pair<std::string, std::string> cases[] = {
       {"*4\r\n", "Protocol error: multibulk length 4 exceeds array_len_max (3)"},
-      {"*1\r\n$6\r\n", "Protocol error: bulk length 6 exceeds bulk_bytes_max (5)"},
+      {"*1\r\n$40\r\n", "Protocol error: command of at least 51 bytes exceeds command_bytes_max (35)"},
       {"GET 12345", "Protocol error: too big inline request: exceeds inline_bytes_max (8)"},
       {"GET 12345\r\n", "Protocol error: too big inline request: exceeds inline_bytes_max (8)"},
       {"*3\r\n$5\r\naaaaa\r\n$5\r\naaaaa\r\n$5\r\n",
@@ -152,6 +152,31 @@ TEST(RespParse, ExceededLimitsAreNamed) {
   // At the limits exactly, all is well.
   EXPECT_EQ(parse_command(encode({"a", "bbbbb", "c"}), limits).status, ParseStatus::complete);
   EXPECT_EQ(parse_command("GET 123\r\n", limits).status, ParseStatus::complete);
+}
+
+// An argument over bulk_bytes_max (a value too large) is read and thrown away with the rest of
+// its command, which is answered with an error; the next command on the connection is parsed as
+// usual, also when the oversized argument arrives in pieces.
+TEST(RespParse, AnArgumentOverTheLimitIsDiscardedWithItsCommand) {
+  RespLimits limits;
+  limits.bulk_bytes_max = 5;
+  const std::string refused = encode({"SET", "k", "aaaaaaaaaa", "EX", "bbbbbbbbbbbbbbbbb"});
+  const std::string next = encode({"GET", "k"});
+  const std::string stream = refused + next;
+  RespParser parser(limits);
+  for (std::size_t cut = 4; cut < refused.size(); cut += 3) {  // from just past "*5\r\n"
+    EXPECT_EQ(parser.parse(std::string_view(stream).substr(0, cut)).status, ParseStatus::incomplete) << cut;
+    EXPECT_TRUE(parser.partial());
+  }
+  const ParseResult r = parser.parse(stream);
+  ASSERT_EQ(r.status, ParseStatus::refused);
+  EXPECT_EQ(r.consumed_bytes, refused.size());
+  EXPECT_EQ(r.error, "argument 3 of 10 bytes exceeds bulk_bytes_max (5); the command was read and discarded");
+  EXPECT_TRUE(r.args.empty());
+  EXPECT_FALSE(parser.partial());
+  const ParseResult after = parser.parse(std::string_view(stream).substr(r.consumed_bytes));
+  ASSERT_EQ(after.status, ParseStatus::complete);
+  EXPECT_EQ(after.args, (std::vector<std::string>{"GET", "k"}));
 }
 
 // A claimed length is never allocated for: with every limit out of the way, a claim of 2^62

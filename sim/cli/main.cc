@@ -43,8 +43,9 @@ the disk kept, a snapshot recovering to the state it was taken from, no request 
 replies at least as new as what their coordinator heard, replicas and clients' reads never going
 back, every frame decoding to the message sent, PostgreSQL read back holding every acknowledged
 write (in sync mode, from the moment of the acknowledgement), and liveness: after the heal the
-cluster falls quiet within a bound, and in some seeds a core of it must do so with the other
-nodes dead for good. Not checked, as the store does not have the features yet: C8 (expiry), C9
+cluster falls quiet within a bound (with heartbeats, quiet includes every live node holding the
+same members table and its failure detector right about every peer), and in some seeds a core of
+it must do so with the other nodes dead for good. Not checked, as the store does not have the features yet: C8 (expiry), C9
 (counters).
 The seed decides everything (cluster size, quorums, timers, fault rates, faults, workload), so
 every failure replays exactly, on any machine.
