@@ -38,6 +38,13 @@ constexpr std::size_t read_chunk_bytes = 16u << 10;
 
 constexpr std::string_view max_clients_reply = "-ERR max number of clients reached\r\n";
 
+// After a protocol error the connection closes gracefully: the error is written, the write side
+// shut (the client reads the error and then end of stream), and what the client is still sending
+// is read and thrown away, up to these bounds, so that closing does not reset the connection
+// under a client still writing (which would lose the error).
+constexpr std::size_t linger_bytes_max = 64u << 20;
+constexpr std::chrono::milliseconds linger_time_max{2000};
+
 std::string describe(const tcp::socket& socket) {
   error_code ec;
   const tcp::endpoint remote = socket.remote_endpoint(ec);
@@ -119,6 +126,9 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
   Clock::time_point deadline() const;
   void arm_timer();
   void on_timer(const error_code& ec, std::uint64_t generation);
+  // After a protocol error: shut the write side and drain the input (see linger_bytes_max).
+  void linger();
+  void drain();
 
   std::weak_ptr<Impl> server_;
   std::shared_ptr<LogLimit> log_;
@@ -135,6 +145,8 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
   bool flush_posted_ = false;
   bool peer_done_ = false;  // the client sent FIN: answer what it asked, then close
   bool closed_ = false;
+  bool lingering_ = false;
+  std::size_t drained_bytes_ = 0;
   Clock::time_point last_activity_ = Clock::now();
   Clock::time_point write_since_;
   bool partial_timing_ = false;
@@ -226,7 +238,7 @@ void RespServer::Connection::after_event() {
   if (!writing_) {
     // Everything released so far has been written. Every unanswered request is in flight, so
     // after the client's FIN the connection stays until the last of them is answered.
-    if (session_.wants_close()) return close("");
+    if (session_.wants_close()) return session_.close_reason().empty() ? close("") : linger();
     if (peer_done_ && session_.in_flight() == 0) return close("");
   }
   read();
@@ -239,6 +251,34 @@ void RespServer::Connection::after_event() {
 bool RespServer::Connection::reading_allowed() const {
   return !peer_done_ && session_.wants_input() &&
          !(writing_ && session_.output_bytes() >= options_.limits.output_bytes_max);
+}
+
+void RespServer::Connection::linger() {
+  if (lingering_ || closed_) return;
+  lingering_ = true;
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  ++timer_generation_;  // the read and idle timers are over: only the linger's bound is left
+  timer_waiting_ = false;
+  timer_.expires_after(linger_time_max);
+  timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+    if (!ec) self->close("");
+  });
+  if (peer_done_) return close("");
+  drain();
+}
+
+void RespServer::Connection::drain() {
+  if (closed_ || reading_) return;
+  reading_ = true;
+  socket_.async_read_some(asio::buffer(read_buffer_),
+                          [self = shared_from_this()](const error_code& ec, std::size_t n) {
+                            self->reading_ = false;
+                            if (self->closed_) return;
+                            self->drained_bytes_ += n;
+                            if (ec || self->drained_bytes_ >= linger_bytes_max) return self->close("");
+                            self->drain();
+                          });
 }
 
 void RespServer::Connection::read() {
@@ -323,6 +363,7 @@ Clock::time_point RespServer::Connection::deadline() const {
 // One wait at a time. A later deadline leaves the wait alone (it wakes early and re-arms); an
 // earlier one replaces it, and the generation tells the replaced handler to do nothing.
 void RespServer::Connection::arm_timer() {
+  if (lingering_) return;
   const Clock::time_point d = deadline();
   if (timer_waiting_ && d >= timer_.expiry()) return;
   if (!timer_waiting_ && d == Clock::time_point::max()) return;

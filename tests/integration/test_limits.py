@@ -443,6 +443,29 @@ def test_malformed_resp(c):
     by.close()
 
 
+def test_protocol_error_while_sending(c):
+    """RESP: a client that gets a protocol error while it is still sending (its bytes keep coming
+    after the bad one) reads the error and then the end of the stream, never a reset: the node
+    shuts its write side and reads on, throwing the rest away, before it closes."""
+    node = c.node(2)
+    s = connect(node.resp_port)
+    junk = b"x" * (4 << 20)
+    sent = send_quietly(s, b"*1\r\n$4\r\nPINGxx\r\n" + junk)
+    data, closed = read_until_closed(s)
+    reset = False
+    try:
+        s.settimeout(1.0)
+        s.recv(1)
+    except ConnectionResetError:
+        reset = True
+    except OSError:
+        pass
+    s.close()
+    check(sent, "sending 4 MiB after the bad command failed: the node did not read it away")
+    check(data.startswith(b"-ERR Protocol error: expected CRLF") and closed and not reset,
+          "want the protocol error, then end of stream; got closed=%s reset=%s %r" % (closed, reset, data[:200]))
+
+
 MALFORMED_HTTP = [
     ("garbage request line", b"HELLO THERE\r\n\r\n"),
     ("header line without a colon", b"GET /v1/base_00 HTTP/1.1\r\nHost kv\r\n\r\n"),
@@ -811,6 +834,7 @@ TESTS = [
     test_oversized_resp,
     test_oversized_http,
     test_malformed_resp,
+    test_protocol_error_while_sending,
     test_malformed_http,
     test_stalled_requests,
     test_handshake_refused,
