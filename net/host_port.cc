@@ -1,7 +1,9 @@
 // Parsing of host:port (see host_port.h).
 #include "net/host_port.h"
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
 
 #include "core/parse.h"
 
@@ -38,6 +40,19 @@ Expected<boost::asio::ip::tcp::endpoint> tcp_endpoint(const HostPort& hp) {
                          "' is not an IP address (names other than localhost are not looked up)");
   }
   return boost::asio::ip::tcp::endpoint(address, hp.port);
+}
+
+Expected<boost::asio::ip::tcp::endpoint> resolve_endpoint(const HostPort& hp) {
+  if (auto ip = tcp_endpoint(hp)) return ip;
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::resolver resolver(io);
+  boost::system::error_code ec;
+  const auto found = resolver.resolve(hp.host, std::to_string(hp.port),
+                                      boost::asio::ip::tcp::resolver::numeric_service, ec);
+  if (ec || found.empty()) {
+    return invalid_input("cannot resolve '" + hp.host + "': " + (ec ? ec.message() : "no address"));
+  }
+  return found.begin()->endpoint();
 }
 
 Expected<std::vector<HostPort>> parse_host_port_list(std::string_view text) {

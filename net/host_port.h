@@ -1,7 +1,7 @@
 // The one host:port type: every address a binary takes (listen addresses, peers, the targets of
 // kvctl and kvbench) is parsed here. The host is kept as written (an IP address or a name); what
-// it resolves to is the connecting code's business (tcp_endpoint() for kvnode's listeners and
-// peers). IPv6 addresses are written in brackets.
+// it resolves to is the connecting code's business (resolve_endpoint() for kvnode's listeners,
+// the peer links for peers). IPv6 addresses are written in brackets.
 #pragma once
 
 #include <cstddef>
@@ -34,8 +34,11 @@ Expected<HostPort> parse_host_port(std::string_view text);
 // "a:1,b:2": at least one, at most host_port_list_max.
 Expected<std::vector<HostPort>> parse_host_port_list(std::string_view text);
 
-// The TCP endpoint of an IP address, or of "localhost" (127.0.0.1). kvnode binds and connects
-// without name lookups, so any other name is refused rather than looked up.
+// The TCP endpoint of an IP address, or of "localhost" (127.0.0.1); any other name is refused.
 Expected<boost::asio::ip::tcp::endpoint> tcp_endpoint(const HostPort& hp);
+// The endpoint to listen on: an IP address as it is, a host name looked up now (the first
+// address it has). Blocks for the lookup; for start-up only. Peer links look their names up
+// themselves, on every connection attempt (peer_links.h).
+Expected<boost::asio::ip::tcp::endpoint> resolve_endpoint(const HostPort& hp);
 
 }  // namespace kv

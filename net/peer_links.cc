@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include <boost/asio/connect.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/socket_base.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -130,10 +131,11 @@ struct PeerLinks::Context {
 
 class PeerLinks::Outbound : public std::enable_shared_from_this<Outbound> {
  public:
-  Outbound(std::shared_ptr<Context> ctx, NodeId peer, tcp::endpoint endpoint)
+  Outbound(std::shared_ptr<Context> ctx, NodeId peer, HostPort address)
       : ctx_(std::move(ctx)),
         peer_(peer),
-        endpoint_(std::move(endpoint)),
+        address_(std::move(address)),
+        resolver_(ctx_->io),
         timer_(ctx_->io),
         backoff_(ctx_->options.backoff_min) {}
 
@@ -173,8 +175,9 @@ class PeerLinks::Outbound : public std::enable_shared_from_this<Outbound> {
 
   std::shared_ptr<Context> ctx_;
   const NodeId peer_;
-  const tcp::endpoint endpoint_;
-  asio::steady_timer timer_;  // the connect + handshake deadline, then the backoff
+  const HostPort address_;
+  tcp::resolver resolver_;    // the address is looked up afresh on every attempt
+  asio::steady_timer timer_;  // the lookup + connect + handshake deadline, then the backoff
   ConnPtr conn_;              // null while backing off or stopped
   LinkState state_ = LinkState::connecting;
   std::chrono::milliseconds backoff_;
@@ -211,6 +214,7 @@ void PeerLinks::Outbound::send(const Message& message) {
 }
 
 void PeerLinks::Outbound::stop() {
+  resolver_.cancel();
   if (conn_) {
     error_code ignored;
     conn_->socket.close(ignored);
@@ -243,9 +247,16 @@ void PeerLinks::Outbound::connect() {
                            std::to_string(self->ctx_->options.handshake_timeout.count()) + " ms");
     }
   });
-  conn->socket.async_connect(endpoint_, [self = shared_from_this(), conn](const error_code& ec) {
-    self->on_connect(conn, ec);
-  });
+  resolver_.async_resolve(
+      address_.host, std::to_string(address_.port), tcp::resolver::numeric_service,
+      [self = shared_from_this(), conn](const error_code& ec, const tcp::resolver::results_type& found) {
+        if (!self->is_current(conn)) return;
+        if (ec) return self->fail(conn, "cannot resolve '" + self->address_.host + "': " + ec.message());
+        asio::async_connect(conn->socket, found,
+                            [self, conn](const error_code& connect_ec, const tcp::endpoint&) {
+                              self->on_connect(conn, connect_ec);
+                            });
+      });
 }
 
 void PeerLinks::Outbound::on_connect(const ConnPtr& conn, const error_code& ec) {
@@ -291,7 +302,7 @@ void PeerLinks::Outbound::on_handshake(const ConnPtr& conn, const Handshake& rep
   backoff_ = ctx_->options.backoff_min;
   last_failure_logged_.clear();
   log_line(log_source,
-           "link to node " + std::to_string(peer_) + " at " + address_of(endpoint_) + " is up");
+           "link to node " + std::to_string(peer_) + " at " + address_.to_string() + " is up");
   watch(conn);
   flush(conn);
 }
@@ -347,7 +358,7 @@ void PeerLinks::Outbound::fail(const ConnPtr& conn, const std::string& why) {
   const std::chrono::milliseconds delay = next_backoff();
   if (why != last_failure_logged_) {
     log_line(log_source, "link to node " + std::to_string(peer_) + " at " +
-                             address_of(endpoint_) + " failed: " + why + "; retrying in " +
+                             address_.to_string() + " failed: " + why + "; retrying in " +
                              std::to_string(delay.count()) + " ms");
     last_failure_logged_ = why;
   }
@@ -552,10 +563,10 @@ PeerLinks::PeerLinks(asio::io_context& io, PeerLinksOptions options,
   assert(o.self != 0);
   assert(o.backoff_min.count() > 0 && o.backoff_max >= o.backoff_min);
   assert(o.frame_bytes_max <= INT32_MAX);
-  for (const auto& [id, endpoint] : o.peers) {
+  for (const auto& [id, address] : o.peers) {
     assert(id != 0);
     if (id == o.self) continue;
-    outbound_.emplace(id, std::make_shared<Outbound>(ctx_, id, endpoint));
+    outbound_.emplace(id, std::make_shared<Outbound>(ctx_, id, address));
   }
 }
 

@@ -33,6 +33,7 @@
 
 #include "core/messages.h"
 #include "core/version.h"
+#include "net/host_port.h"
 #include "net/peer_codec.h"
 
 namespace kv {
@@ -43,8 +44,9 @@ struct PeerLinksOptions {
   std::string cluster_id;  // must match on both sides of a link
   NodeId self = 0;         // this node; not 0
   // Every other node of the cluster and the address of its peer listener (an entry for self is
-  // ignored).
-  std::map<NodeId, boost::asio::ip::tcp::endpoint> peers;
+  // ignored): an IP address or a host name, looked up again on every connection attempt (a pod
+  // restarted elsewhere gets a new address under its old name).
+  std::map<NodeId, HostPort> peers;
   std::size_t frame_bytes_max = peer_frame_bytes_max_default;  // largest payload sent or accepted
   std::size_t queue_bytes_max = 64u << 20;  // per peer: frames waiting or being written
   std::chrono::milliseconds backoff_min{50}, backoff_max{2000};  // between connection attempts

@@ -235,8 +235,8 @@ Expected<void> apply_limits(const po::variables_map& vm, NodeConfig& c) {
   return outcome::success();
 }
 
-// --id, --cluster and the listen addresses. Every address must be one the node can bind or
-// connect to without a name lookup (see tcp_endpoint).
+// --id, --cluster and the listen addresses: IP addresses or host names (listen addresses are
+// looked up at start, peers on every connection attempt; see net/host_port.h).
 Expected<void> apply_addresses(const po::variables_map& vm, NodeConfig& c) {
   if (!vm.count("id")) return invalid_input("--id is required (e.g. --id n1)");
   if (!vm.count("cluster")) {
@@ -246,9 +246,6 @@ Expected<void> apply_addresses(const po::variables_map& vm, NodeConfig& c) {
   c.name = "n" + std::to_string(c.id);
   BOOST_OUTCOME_TRY(c.cluster, flag_context("--cluster", parse_cluster(vm["cluster"].as<std::string>())));
   if (!c.cluster.contains(c.id)) return invalid_input("--cluster does not list this node (" + c.name + ")");
-  for (const auto& [id, addr] : c.cluster) {
-    BOOST_OUTCOME_TRY(flag_context("--cluster", tcp_endpoint(addr)));
-  }
   c.peer_addr = c.cluster[c.id];
   for (const auto& [flag, addr] : {std::pair{"peer-addr", &c.peer_addr},
                                    std::pair{"resp-addr", &c.resp_addr},
@@ -256,7 +253,6 @@ Expected<void> apply_addresses(const po::variables_map& vm, NodeConfig& c) {
     if (!vm.count(flag)) continue;
     const std::string name = "--" + std::string(flag);
     BOOST_OUTCOME_TRY(*addr, flag_context(name, parse_host_port(vm[flag].as<std::string>())));
-    BOOST_OUTCOME_TRY(flag_context(name, tcp_endpoint(*addr)));
   }
   return outcome::success();
 }

@@ -19,8 +19,6 @@ using tcp = asio::ip::tcp;
 constexpr std::chrono::milliseconds drain_poll_interval{10};
 constexpr std::chrono::milliseconds drain_reply_flush{200};  // for the last replies to leave
 
-// REQUIRES: parse_node_config() checked that every address has an endpoint.
-tcp::endpoint endpoint_of(const HostPort& hp) { return tcp_endpoint(hp).value(); }
 
 std::uint64_t wall_ms() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -49,7 +47,7 @@ PeerLinksOptions link_options(const NodeConfig& c) {
   o.cluster_id = c.cluster_id;
   o.self = c.id;
   for (const auto& [id, addr] : c.cluster) {
-    if (id != c.id) o.peers[id] = endpoint_of(addr);
+    if (id != c.id) o.peers[id] = addr;
   }
   o.frame_bytes_max = c.frame_bytes_max;
   return o;
@@ -103,15 +101,17 @@ Expected<void> Node::start() {
     return Error{ec, "cannot listen for " + std::string(what) + " on " + addr.to_string() + ": " +
                          ec.message()};
   };
-  if (auto ec = links_.listen(endpoint_of(config_.peer_addr))) {
-    return cannot_listen("peers", config_.peer_addr, ec);
-  }
-  if (auto ec = resp_.listen(endpoint_of(config_.resp_addr))) {
-    return cannot_listen("RESP", config_.resp_addr, ec);
-  }
-  if (auto ec = http_.listen(endpoint_of(config_.http_addr))) {
-    return cannot_listen("HTTP", config_.http_addr, ec);
-  }
+  const auto endpoint = [](std::string_view what, const HostPort& addr) -> Expected<tcp::endpoint> {
+    auto e = resolve_endpoint(addr);
+    if (!e) return Error{e.error().code, "cannot listen for " + std::string(what) + " on " + addr.to_string() + ": " + e.error().detail};
+    return e;
+  };
+  BOOST_OUTCOME_TRY(const tcp::endpoint peer_at, endpoint("peers", config_.peer_addr));
+  BOOST_OUTCOME_TRY(const tcp::endpoint resp_at, endpoint("RESP", config_.resp_addr));
+  BOOST_OUTCOME_TRY(const tcp::endpoint http_at, endpoint("HTTP", config_.http_addr));
+  if (auto ec = links_.listen(peer_at)) return cannot_listen("peers", config_.peer_addr, ec);
+  if (auto ec = resp_.listen(resp_at)) return cannot_listen("RESP", config_.resp_addr, ec);
+  if (auto ec = http_.listen(http_at)) return cannot_listen("HTTP", config_.http_addr, ec);
   links_.start();
   if (pg_) pg_->start();
   if (legacy_) legacy_->start();

@@ -481,7 +481,7 @@ PeerLinksOptions options(std::string cluster, NodeId self,
   PeerLinksOptions o;
   o.cluster_id = std::move(cluster);
   o.self = self;
-  o.peers = std::move(peers);
+  for (const auto& [id, e] : peers) o.peers[id] = HostPort{e.address().to_string(), e.port()};
   o.backoff_min = 20ms;
   o.backoff_max = 200ms;
   return o;
@@ -545,6 +545,27 @@ TEST(PeerLinks, ExchangeTenThousandMessagesBothWaysInOrder) {
   EXPECT_EQ(s.dropped_queue_full, 0u);
   EXPECT_EQ(s.queued_bytes, 0u);
   EXPECT_GT(s.bytes_sent, count * peer_frame_header_bytes);
+  expect_stops_cleanly(io, {&a, &b});
+}
+
+// A peer given by host name is looked up on every connection attempt: "localhost" reaches the
+// listener on 127.0.0.1 (whatever else the name resolves to is tried and refused first).
+TEST(PeerLinks, ReachesAPeerByHostName) {
+  asio::io_context io;
+  const std::uint16_t port_a = reserve_port(io), port_b = reserve_port(io);
+  std::vector<Message> at_b;
+  PeerLinksOptions oa = options("kv", 1, {});
+  oa.peers[2] = HostPort{"localhost", port_b};
+  PeerLinks a(io, oa, [](const Message&) {});
+  PeerLinks b(io, options("kv", 2, {{1, loopback(port_a)}}), [&](const Message& m) { at_b.push_back(m); });
+  ASSERT_FALSE(a.listen(loopback(port_a)));
+  ASSERT_FALSE(b.listen(loopback(port_b)));
+  a.start();
+  b.start();
+  for (std::uint64_t i = 0; i < 10; ++i) a.send(write_message(1, 2, i));
+  ASSERT_TRUE(run_until(io, [&] { return at_b.size() == 10; }, 10s)) << at_b.size() << " received";
+  expect_in_order(at_b, 1, 2);
+  EXPECT_EQ(a.stats().at(2).state, LinkState::connected);
   expect_stops_cleanly(io, {&a, &b});
 }
 

@@ -827,6 +827,13 @@ def test_bad_flags(c):
         check(done.returncode == 2 and expected in err,
               "kvnode %s %s: want exit 2 and %r, got %d %r"
               % (" ".join(flags), env, expected, done.returncode, err[:300]))
+    # A listen address whose name does not resolve stops it at start (exit 1), naming the name.
+    done = subprocess.run(base + ["--http-addr", "no-such-host.invalid:8001"], capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=30)
+    err = done.stderr.decode("utf-8", "replace")
+    check(done.returncode == 1 and "cannot listen for HTTP on no-such-host.invalid:8001: cannot resolve" in err,
+          "kvnode --http-addr no-such-host.invalid:8001: want exit 1 naming the name, got %d %r"
+          % (done.returncode, err[-300:]))
 
 
 TESTS = [
