@@ -35,14 +35,47 @@ bool same_record(const Record& r, const AeKeyVersion& theirs, std::uint64_t dige
 
 AntiEntropy::AntiEntropy(Context& ctx, std::uint64_t now_ms)
     : ctx_(ctx),
-      fingerprint_(ctx.ring.fingerprint()),
       next_round_ms_(now_ms + ctx.config.ae_interval_ms),
       budget_(static_cast<std::int64_t>(ctx.config.ae_bytes_per_s)),
       budget_at_ms_(now_ms) {
+  build();
+}
+
+void AntiEntropy::rebuild() {
+  fingerprint_ = 0;
+  replicas_.clear();
+  before_.clear();
+  trees_.clear();
+  shared_.clear();
+  peers_.clear();
+  next_peer_ = 0;
+  range_cursor_.clear();
+  exchange_.reset();  // its ranges are numbered on the old ring: a late answer is ignored
+  resume_.clear();
+  tombstones_.clear();
+  synced_.clear();
+  build();
+}
+
+// The ranges of the ring of every member not left; while the ring changes, a range's replicas
+// are its preference lists before and after the change together (context.h, Placement).
+void AntiEntropy::build() {
+  fingerprint_ = ctx_.ring.fingerprint();
   const NodeId self = ctx_.config.self;
+  const std::size_t n = ctx_.config.replicas;
   replicas_.reserve(ctx_.ring.range_count());
   for (std::size_t r = 0; r < ctx_.ring.range_count(); ++r) {
-    replicas_.push_back(ctx_.ring.range_replicas(r, ctx_.config.replicas));
+    if (!ctx_.changing) {
+      replicas_.push_back(ctx_.ring.range_replicas(r, n));
+    } else {
+      const std::uint64_t end = ctx_.ring.range_end(r);
+      std::vector<NodeId> owners = ctx_.old_ring.preference_list_at(end, n);
+      before_.push_back(owners);
+      for (NodeId m : ctx_.new_ring.preference_list_at(end, n)) {
+        if (std::find(owners.begin(), owners.end(), m) == owners.end()) owners.push_back(m);
+      }
+      replicas_.push_back(std::move(owners));
+    }
     const auto& owners = replicas_.back();
     if (std::find(owners.begin(), owners.end(), self) == owners.end()) continue;
     for (NodeId peer : owners) {
@@ -51,6 +84,28 @@ AntiEntropy::AntiEntropy(Context& ctx, std::uint64_t now_ms)
   }
   for (const auto& [peer, ranges] : shared_) peers_.push_back(peer);
   ctx_.state.store.for_each([this](const Store::Entry& e) { changed(e.first, 0, e.second); });
+}
+
+bool AntiEntropy::pulled(std::uint64_t since, NodeId leaving) const {
+  if (!ctx_.changing) return true;
+  const NodeId self = ctx_.config.self;
+  for (std::size_t r = 0; r < replicas_.size(); ++r) {
+    const auto& before = before_[r];
+    const auto& owners = replicas_[r];
+    if (std::find(owners.begin(), owners.end(), self) == owners.end() ||
+        std::find(before.begin(), before.end(), self) != before.end()) {
+      continue;  // not a range this node gains
+    }
+    for (NodeId peer : before) {
+      if (peer == leaving) continue;
+      auto s = synced_.find({static_cast<std::uint32_t>(r), peer});
+      if (s == synced_.end()) return false;
+      for (std::uint64_t seq : s->second) {
+        if (seq <= since) return false;
+      }
+    }
+  }
+  return true;
 }
 
 std::uint64_t AntiEntropy::digest(std::string_view key, const Record& r) {
@@ -85,7 +140,7 @@ void AntiEntropy::forget_tombstone(const Bucket& bucket, const std::string& key)
 void AntiEntropy::synced(NodeId peer, const Bucket& bucket, std::uint64_t seq) {
   std::uint64_t& latest = synced_[{bucket.first, peer}][bucket.second];
   latest = std::max(latest, seq);
-  collect(bucket);
+  if (ctx_.collects_tombstones()) collect(bucket);
 }
 
 void AntiEntropy::credit(NodeId peer, const AeTreeResp& m) {
@@ -308,7 +363,8 @@ void AntiEntropy::on_tree_resp(NodeId from, const AeTreeResp& m) {
       if (own[leaf] != rl.leaves[leaf]) differing.push_back(AeBucket{rl.range, leaf, {}});
     }
   }
-  if (ctx_.collects_tombstones()) credit(from, m);
+  // The proofs serve tombstone collection, and a change of the ring (pulled()).
+  if (ctx_.collects_tombstones() || ctx_.changing) credit(from, m);
   if (differing.empty()) {
     exchange_.reset();
     return;

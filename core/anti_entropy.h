@@ -73,6 +73,15 @@ class AntiEntropy {
   // Whether this node is one of `key`'s replicas: only those take anti-entropy pushes.
   bool replicates(std::string_view key) const;
 
+  // The ring changed (membership.h): every tree, range and proof is built again from the store
+  // (linear in it). The count of exchanges started goes on.
+  void rebuild();
+  std::uint64_t exchanges_started() const { return exchanges_started_; }
+  // While the ring changes: whether this node holds every range the change gives it, as an
+  // exchange it started after exchange `since` found its leaves equal to each replica's from
+  // before the change (`leaving` aside: it is gone).
+  bool pulled(std::uint64_t since, NodeId leaving) const;
+
   // Starts an exchange when one is due. Only when ae_interval_ms is not 0; a node with anti-
   // entropy off still answers its peers.
   void tick(std::uint64_t now_ms);
@@ -107,6 +116,7 @@ class AntiEntropy {
   };
 
   static std::uint32_t leaf_of(std::string_view key);
+  void build();
   std::uint64_t root(std::uint32_t range) const;
   const Leaves& leaves(std::uint32_t range) const;
   bool shares(std::uint32_t range, NodeId peer) const;
@@ -133,8 +143,9 @@ class AntiEntropy {
   void push(NodeId to, std::uint64_t req, const std::string& key, const Record& r);
 
   Context& ctx_;
-  std::uint64_t fingerprint_;
-  std::vector<std::vector<NodeId>> replicas_;          // by range: its preference list
+  std::uint64_t fingerprint_ = 0;
+  std::vector<std::vector<NodeId>> replicas_;          // by range: its preference list(s)
+  std::vector<std::vector<NodeId>> before_;            // while changing, by range: the old one
   std::unordered_map<std::uint32_t, Leaves> trees_;    // by range; absent: every leaf 0
   std::map<NodeId, std::vector<std::uint32_t>> shared_;  // peer -> ranges both replicate
   std::vector<NodeId> peers_;                          // the keys of shared_, ascending

@@ -6,6 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <map>
+#include <string_view>
+#include <vector>
 #include <string>
 
 #include "core/config.h"
@@ -18,13 +21,30 @@
 
 namespace kv {
 
+// Where a key's requests go (membership.h): normally its preference list for both. While a
+// member leaves (or joins), the write set is the union of its lists on the ring before and after
+// the change, and a write needs its quorum plus `extra` answers from it, so that it has its
+// quorum on both rings; reads go to the ring before the change until they move to the one after.
+struct Placement {
+  std::vector<NodeId> reads;
+  std::vector<NodeId> writes;
+  std::size_t extra = 0;
+};
+
 struct Context {
   // Checks the configuration (asserts), builds the ring, and sets the clock past everything
   // `state` holds, so that stamps are past all this node ever stored whatever its clock says.
   Context(ReplicaConfig config, DurableState state, std::uint64_t now_ms);
 
   ReplicaConfig config;
+  // Every member not left (the ranges anti-entropy numbers, who may send this node messages);
+  // the ring before the change under way and after it (both equal to `ring` when none is);
+  // whether reads have moved to the ring after it. Set by membership (set_rings).
   Ring ring;
+  Ring old_ring, new_ring;
+  bool changing = false;
+  bool reads_moved = false;
+  bool self_removed = false;  // this node was taken out of the cluster: it coordinates nothing
   DurableState state;
   Hlc hlc;
   FailureDetector fd;         // fed by membership's heartbeats (membership.h)
@@ -48,6 +68,11 @@ struct Context {
     return v.physical_ms < last.physical_ms ||
            (v.physical_ms == last.physical_ms && v.counter <= last.counter);
   }
+
+  // Rebuilds the three rings from a members table: old = normal and leaving members, new =
+  // normal and joining ones; reads move once a leaving member is marked moved.
+  void set_rings(const std::map<NodeId, Member>& members);
+  Placement placement(std::string_view key) const;
 
   void send(NodeId to, MessageBody body);
   void reply(ClientReply reply) { ready.replies.push_back(std::move(reply)); }

@@ -29,6 +29,10 @@ void Coordinator::on_client(const ClientRequest& rq, std::uint64_t now_ms) {
                                 std::to_string(quorum) + " is outside 1.." +
                                 std::to_string(config.replicas) + " (replicas)");
   }
+  if (ctx_.self_removed) {
+    return ctx_.reply_error(rq.id, Errc::unavailable,
+                            "this node was removed from the cluster: ask another member");
+  }
   if (requests_.size() >= config.requests_in_flight_max) {
     ++ctx_.stats.overloaded;
     return ctx_.reply_error(rq.id, Errc::overloaded,
@@ -37,11 +41,13 @@ void Coordinator::on_client(const ClientRequest& rq, std::uint64_t now_ms) {
   }
   ++(read ? ctx_.stats.gets : rq.op == OpType::put ? ctx_.stats.puts : ctx_.stats.dels);
   if (!read) misses_.forget(rq.key);
-  const std::vector<NodeId> replicas = ctx_.ring.preference_list(rq.key, config.replicas);
+  Placement placed = ctx_.placement(rq.key);
+  const std::size_t extra = read ? 0 : placed.extra;
+  const std::vector<NodeId> replicas = read ? std::move(placed.reads) : std::move(placed.writes);
   // Replicas known down cannot answer: fail now what cannot reach its quorum without them. Not
   // in sloppy mode, where stand-ins answer for them.
   if (!config.sloppy_quorum && ctx_.fd.enabled()) {
-    const std::size_t needed = read ? quorum : std::max<std::size_t>(quorum, ctx_.majority());
+    const std::size_t needed = read ? quorum : std::max<std::size_t>(quorum, ctx_.majority()) + extra;
     std::string down;
     std::size_t up = 0;
     for (NodeId n : replicas) {
@@ -71,6 +77,7 @@ void Coordinator::on_client(const ClientRequest& rq, std::uint64_t now_ms) {
   p.key = rq.key;
   p.value = rq.value;
   p.quorum = quorum;
+  p.extra = extra;
   p.started_ms = p.phase_started_ms = now_ms;
   p.deadline_ms = now_ms + config.request_timeout_ms;
   p.next_retry_ms = now_ms + config.retry_interval_ms;
@@ -106,7 +113,7 @@ void Coordinator::on_read_resp(NodeId from, const ReadResp& m, std::uint64_t now
   p.newest = merge(p.newest, m.record);
 
   if (p.phase == Phase::discover) {
-    if (answered(p) >= ctx_.majority() && !p.pg_lookup_pending) discovered(m.req, p, now_ms);
+    if (answered(p) >= ctx_.majority() + p.extra && !p.pg_lookup_pending) discovered(m.req, p, now_ms);
     return;
   }
   // Replies after the quorum only feed repair: the client has its answer (found by fuzzing).
@@ -179,7 +186,7 @@ void Coordinator::on_write_ack(NodeId from, const WriteAck& m) {
                         [&](const Target& x) { return x.node == from; });
   if (t == p.targets.end() || t->answered) return;
   t->answered = true;
-  if (!p.replied && !p.pg_write_pending && answered(p) >= p.quorum) {
+  if (!p.replied && !p.pg_write_pending && answered(p) >= p.quorum + p.extra) {
     ctx_.reply(ClientReply{p.client_id, {}, {}, {}, p.stamped.version});
     p.replied = true;
   }
@@ -305,7 +312,7 @@ void Coordinator::expire(std::uint64_t req, Request& p) {
       fail(p, Errc::unavailable,
            "nothing written: PostgreSQL did not answer the lookup of this new key within " +
                std::to_string(timeout_ms) + " ms");
-    } else if (p.phase == Phase::write && p.pg_write_pending && answered(p) >= p.quorum) {
+    } else if (p.phase == Phase::write && p.pg_write_pending && answered(p) >= p.quorum + p.extra) {
       ++ctx_.stats.timeouts;
       fail(p, Errc::timeout,
            "PostgreSQL did not confirm the write within " + std::to_string(timeout_ms) +
@@ -346,7 +353,7 @@ void Coordinator::on_pg_write_reply(const Call& c, const BridgeReply& r) {
            "PostgreSQL write failed (" + r.detail +
                "); not acknowledged, the replicas may or may not have applied it");
     }
-  } else if (!p.replied && answered(p) >= p.quorum) {
+  } else if (!p.replied && answered(p) >= p.quorum + p.extra) {
     ctx_.reply(ClientReply{p.client_id, {}, {}, {}, p.stamped.version});
     p.replied = true;
   }

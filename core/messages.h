@@ -144,27 +144,6 @@ struct AeKeysResp {  // the keys the responder wants pushed (it pushed its own n
 
 // Membership (core/membership.h): every node's heartbeat to every other member, and the members
 // table, sent to a peer whose heartbeat shows a table that differs from the receiver's.
-enum class MemberState : std::uint8_t { joining = 1, normal = 2, leaving = 3, left = 4 };
-inline constexpr std::size_t member_addr_bytes_max = 256;  // a member's announced address
-
-inline std::string_view member_state_name(MemberState s) {
-  return s == MemberState::joining ? "joining"
-         : s == MemberState::normal ? "normal"
-         : s == MemberState::leaving ? "leaving"
-                                     : "left";
-}
-
-struct Member {
-  NodeId id = 0;
-  MemberState state = MemberState::normal;
-  // The member's incarnation (its process start; higher is later) and the changes of its entry
-  // within it: the entry with the greater (generation, epoch) wins everywhere.
-  std::uint64_t generation = 0;
-  std::uint64_t epoch = 0;
-  std::string peer_addr;    // HOST:PORT of its peer listener, as it announced it
-  std::string client_addr;  // HOST:PORT of its HTTP API, as it announced it
-  bool operator==(const Member&) const = default;
-};
 struct Heartbeat {
   std::uint64_t generation = 0;  // the sender's
   std::uint64_t table = 0;       // the hash of the sender's members table

@@ -96,7 +96,7 @@ Settlement MissResolver::finish(const std::string& key, const std::optional<Reco
     // Hydration: the replicas keep what was found, at its own version (PostgreSQL's stamp, or
     // the zero version for the legacy API's value), so a client write always wins over it.
     ++ctx_.stats.hydrations;
-    for (NodeId n : ctx_.ring.preference_list(key, ctx_.config.replicas)) {
+    for (NodeId n : ctx_.placement(key).writes) {
       ctx_.send(n, WriteReq{0, WriteKind::repair, key, *found, 0});
     }
   }

@@ -1,6 +1,8 @@
 // See pb_convert.h.
 #include "core/pb_convert.h"
 
+#include "core/ring.h"
+
 #include <boost/crc.hpp>
 #include <cassert>
 #include <cstring>
@@ -66,6 +68,43 @@ Expected<Record> record_from_pb(pb::Record& p) {
   if (!p.has_version()) return invalid_input("record has no version");
   if (p.tombstone() && !p.value().empty()) return invalid_input("record is a tombstone with a value");
   return Record{from_pb(p.version()), p.tombstone(), std::move(*p.mutable_value())};
+}
+
+void to_pb(const Member& m, pb::Member& q) {
+  q.set_id(m.id);
+  q.set_state(static_cast<std::uint32_t>(m.state));
+  q.set_generation(m.generation);
+  q.set_epoch(m.epoch);
+  q.set_peer_addr(m.peer_addr);
+  q.set_client_addr(m.client_addr);
+  q.set_moved(m.moved);
+  q.set_ring_seen(m.ring_seen);
+  q.set_streamed(m.streamed);
+}
+
+Expected<std::vector<Member>> members_from_pb(google::protobuf::RepeatedPtrField<pb::Member>& p) {
+  if (static_cast<std::size_t>(p.size()) > ring_nodes_max) {
+    return invalid_input(std::to_string(p.size()) + " members, over ring_nodes_max (" +
+                         std::to_string(ring_nodes_max) + ")");
+  }
+  std::vector<Member> out;
+  out.reserve(static_cast<std::size_t>(p.size()));
+  for (pb::Member& q : p) {
+    if (q.id() == 0) return invalid_input("a member with id 0");
+    if (!out.empty() && q.id() <= out.back().id) return invalid_input("members not in ascending id order");
+    if (q.state() < static_cast<std::uint32_t>(MemberState::joining) ||
+        q.state() > static_cast<std::uint32_t>(MemberState::left)) {
+      return invalid_input("unknown member state " + std::to_string(q.state()));
+    }
+    if (q.peer_addr().size() > member_addr_bytes_max || q.client_addr().size() > member_addr_bytes_max) {
+      return invalid_input("n" + std::to_string(q.id()) + "'s address is over " +
+                           std::to_string(member_addr_bytes_max) + " bytes");
+    }
+    out.push_back(Member{q.id(), static_cast<MemberState>(q.state()), q.generation(), q.epoch(),
+                         std::move(*q.mutable_peer_addr()), std::move(*q.mutable_client_addr()),
+                         q.moved(), q.ring_seen(), q.streamed()});
+  }
+  return out;
 }
 
 }  // namespace kv

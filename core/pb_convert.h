@@ -6,9 +6,11 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/errors.h"
 #include "core/kv.pb.h"
+#include "core/member.h"
 #include "core/version.h"
 
 namespace kv {
@@ -34,5 +36,9 @@ Version from_pb(const pb::Version& p);
 void to_pb(const Record& r, pb::Record& out);
 // Moves the value out of `p` (it may be a megabyte); the error says what is wrong with it.
 Expected<Record> record_from_pb(pb::Record& p);
+void to_pb(const Member& m, pb::Member& out);
+// A members list as a sender here makes it: ids ascending and not 0, known states, addresses
+// within member_addr_bytes_max, at most ring_nodes_max entries.
+Expected<std::vector<Member>> members_from_pb(google::protobuf::RepeatedPtrField<pb::Member>& p);
 
 }  // namespace kv

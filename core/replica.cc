@@ -41,7 +41,7 @@ struct Replica::Roles {
         queue(ctx, calls),
         misses(ctx, calls),
         ae(ctx, now_ms),
-        members(ctx, now_ms),
+        members(ctx, ae, now_ms),
         replica(ctx, misses, ae),
         hints(ctx, now_ms),
         coordinator(ctx, calls, queue, misses, replica) {}
@@ -150,7 +150,7 @@ void Replica::dispatch(const Message& message, std::uint64_t now_ms) {
           if (body.key.empty() || body.key.size() > r.ctx.config.key_bytes_max) return;  // distrust
         }
         if constexpr (std::is_same_v<T, Heartbeat>) r.members.on_heartbeat(from, body, now_ms);
-        if constexpr (std::is_same_v<T, Gossip>) r.members.on_gossip(from, body);
+        if constexpr (std::is_same_v<T, Gossip>) r.members.on_gossip(from, body, now_ms);
         if constexpr (std::is_same_v<T, AeTreeReq>) r.ae.on_tree_req(from, body);
         if constexpr (std::is_same_v<T, AeTreeResp>) r.ae.on_tree_resp(from, body);
         if constexpr (std::is_same_v<T, AeKeysReq>) r.ae.on_keys_req(from, body);
@@ -191,6 +191,13 @@ std::string Replica::check_invariants() const {
 }
 
 std::string Replica::check_trees() const { return roles_->ae.check_trees(); }
+
+std::string Replica::remove_member(NodeId target, std::uint64_t now_ms) {
+  roles_->ctx.now_ms = now_ms;
+  std::string refused = roles_->members.remove(target);
+  drain_local(now_ms);
+  return refused;
+}
 
 const DurableState& Replica::state() const { return roles_->ctx.state; }
 const ReplicaStats& Replica::stats() const { return roles_->ctx.stats; }

@@ -72,6 +72,10 @@ class Replica {
   void on_tick(std::uint64_t now_ms);
   void on_bridge_reply(const BridgeReply& reply, std::uint64_t now_ms);
 
+  // Starts taking the dead member `target` out of the cluster (membership.h); empty, or why not.
+  // Its steps then run on their own, on every node.
+  std::string remove_member(NodeId target, std::uint64_t now_ms);
+
   // The outputs produced since the last call. Carry them out in order (see Ready).
   Ready take_ready();
 

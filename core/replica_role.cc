@@ -40,6 +40,8 @@ void ReplicaRole::on_write_req(NodeId from, const WriteReq& m) {
 }
 
 bool ReplicaRole::store_hint(NodeId target, const std::string& key, const Record& r) {
+  // A member that left while the write was in flight gets no hint: it replicates nothing now.
+  if (!ctx_.ring.contains(target)) return false;
   const auto& hints = ctx_.state.hints.hints();
   if (hints.size() >= ctx_.config.hints_max && !hints.contains({target, key})) {
     ++ctx_.stats.hints_refused_full;

@@ -39,6 +39,8 @@ struct Request {
   std::string key;
   std::string value;         // put: the value, until it is stamped
   std::uint32_t quorum = 0;  // R for a get, W for a put/del
+  std::size_t extra = 0;     // put/del while the ring changes: answers needed beyond the quorum
+                             // (context.h, Placement)
   std::vector<Target> targets;
   std::optional<Record> newest;  // read, resolve, discover: the newest record replied (unused
                                  // once writing)

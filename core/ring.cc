@@ -76,6 +76,11 @@ std::vector<NodeId> Ring::preference_list(std::string_view key, std::size_t n) c
   return walk(first_token_at(hash64(key)), n);
 }
 
+std::vector<NodeId> Ring::preference_list_at(std::uint64_t position, std::size_t n) const {
+  if (tokens_.empty()) return {};
+  return walk(first_token_at(position), n);
+}
+
 std::vector<NodeId> Ring::range_replicas(std::size_t range, std::size_t n) const {
   assert(range < tokens_.size());
   return walk(range, n);

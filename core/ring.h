@@ -49,6 +49,11 @@ class Ring {
   std::size_t range_of(std::string_view key) const;
   // The preference list of every key of range `range`. REQUIRES: range < range_count().
   std::vector<NodeId> range_replicas(std::size_t range, std::size_t n) const;
+  // Where range `range` ends (its token's position). REQUIRES: range < range_count().
+  std::uint64_t range_end(std::size_t range) const { return tokens_[range].position; }
+  // The preference list of a key hashing to `position`: of every key of another ring's range
+  // that ends there, when this ring's tokens are a subset of that ring's.
+  std::vector<NodeId> preference_list_at(std::uint64_t position, std::size_t n) const;
   // The fraction of the hash space whose keys have `node` first in their preference list (0 for a
   // node not in the ring); with N replicas a node holds about N times this of the keys.
   double share(NodeId node) const;

@@ -54,6 +54,8 @@ struct ReplicaStats {
   std::uint64_t gossip_sent = 0;
   std::uint64_t gossip_entries_applied = 0;
   std::uint64_t gossip_refused = 0;
+  std::uint64_t membership_steps = 0;
+  std::uint64_t ranges_pulled = 0;
 };
 
 struct StatField {
@@ -148,6 +150,10 @@ inline constexpr std::array replica_stat_fields = {
               "members entries taken from a peer's table (newer than the one held)"},
     StatField{"gossip_refused", &ReplicaStats::gossip_refused,
               "members tables refused: an entry for a node that is not a member"},
+    StatField{"membership_steps", &ReplicaStats::membership_steps,
+              "steps of a member's removal this node wrote (leaving, moved, left)"},
+    StatField{"ranges_pulled", &ReplicaStats::ranges_pulled,
+              "removals for which this node finished pulling the ranges it gains"},
 };
 static_assert(replica_stat_fields.size() * sizeof(std::uint64_t) == sizeof(ReplicaStats),
               "every ReplicaStats member has its row in replica_stat_fields");

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <utility>
 
+#include "core/member.h"
 #include "core/version.h"
 
 namespace kv {
@@ -86,6 +87,7 @@ class HintStore {
 struct DurableState {
   Store store;
   HintStore hints;
+  std::vector<Member> members;  // the members table last applied; empty: none yet (membership.h)
 };
 
 }  // namespace kv

@@ -59,6 +59,12 @@ std::optional<WalDrop> from_pb(const pb::WalDrop& p) {
   return WalDrop{p.key(), from_pb(p.version())};
 }
 
+std::optional<WalMembers> from_pb(pb::WalMembers& p) {
+  auto members = members_from_pb(*p.mutable_members());
+  if (!members) return std::nullopt;
+  return WalMembers{std::move(members).value()};
+}
+
 // ---- framing ----
 
 void append_record(WalType type, const google::protobuf::MessageLite& msg, std::string& out) {
@@ -77,7 +83,7 @@ void append_record(WalType type, const google::protobuf::MessageLite& msg, std::
 
 bool is_known_type(std::uint8_t type) {
   return type >= static_cast<std::uint8_t>(WalType::put) &&
-         type <= static_cast<std::uint8_t>(WalType::drop);
+         type <= static_cast<std::uint8_t>(WalType::members);
 }
 
 struct Frame {
@@ -139,6 +145,8 @@ std::optional<WalEntry> parse_log_payload(WalType type, std::string_view payload
       return parse_entry<pb::WalHintDone>(payload);
     case WalType::drop:
       return parse_entry<pb::WalDrop>(payload);
+    case WalType::members:
+      return parse_entry<pb::WalMembers>(payload);
     case WalType::snapshot:
       return std::nullopt;  // a snapshot inside a log is damage
   }
@@ -161,6 +169,11 @@ bool load_snapshot_part(std::string_view payload, std::uint64_t expected_part, b
     auto hint = from_pb(p);
     if (!hint) return false;
     state.hints.add(hint->target, hint->key, hint->record);
+  }
+  if (snap.members_size() > 0) {
+    auto members = members_from_pb(*snap.mutable_members());
+    if (!members) return false;
+    state.members = std::move(members).value();
   }
   return true;
 }
@@ -197,12 +210,15 @@ void wal_encode(const WalEntry& entry, std::string& out) {
     msg.set_key(done->key);
     to_pb(done->version, *msg.mutable_version());
     append_record(WalType::hint_done, msg, out);
-  } else {
-    const auto& drop = std::get<WalDrop>(entry);
+  } else if (const auto* drop = std::get_if<WalDrop>(&entry)) {
     pb::WalDrop msg;
-    msg.set_key(drop.key);
-    to_pb(drop.version, *msg.mutable_version());
+    msg.set_key(drop->key);
+    to_pb(drop->version, *msg.mutable_version());
     append_record(WalType::drop, msg, out);
+  } else {
+    pb::WalMembers msg;
+    for (const Member& m : std::get<WalMembers>(entry).members) to_pb(m, *msg.add_members());
+    append_record(WalType::members, msg, out);
   }
 }
 
@@ -232,9 +248,10 @@ void wal_apply(const WalEntry& entry, DurableState& state) {
     state.hints.add(hint->target, hint->key, hint->record);
   } else if (const auto* done = std::get_if<WalHintDone>(&entry)) {
     state.hints.remove_delivered(done->target, done->key, done->version);
+  } else if (const auto* drop = std::get_if<WalDrop>(&entry)) {
+    state.store.drop_tombstone(drop->key, drop->version);
   } else {
-    const auto& drop = std::get<WalDrop>(entry);
-    state.store.drop_tombstone(drop.key, drop.version);
+    state.members = std::get<WalMembers>(entry).members;
   }
 }
 
@@ -242,6 +259,8 @@ std::string snapshot_encode(const DurableState& state) {
   std::string out;
   pb::Snapshot part;
   std::size_t part_bytes = 0;  // close to part.ByteSizeLong(), without computing it again
+  for (const Member& m : state.members) to_pb(m, *part.add_members());
+  part_bytes += part.ByteSizeLong();
   // Starts a new part once this one holds snapshot_part_bytes; an entry never straddles parts,
   // and any one entry fits a record (keys and values are bounded well below its limit).
   auto flush_if_full = [&](std::size_t next_bytes) {

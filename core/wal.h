@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "core/member.h"
 #include "core/store.h"
 #include "core/version.h"
 
@@ -39,6 +40,7 @@ enum class WalType : std::uint8_t {
   hint_done = 3,  // pb::WalHintDone: a hint delivered and dropped
   snapshot = 4,   // pb::Snapshot: only in snapshot files
   drop = 5,       // pb::WalDrop: a tombstone collected (anti_entropy.h)
+  members = 6,    // pb::WalMembers: the members table, when its ring view changed (membership.h)
 };
 
 struct WalPut {
@@ -65,7 +67,12 @@ struct WalDrop {
   Version version;
   bool operator==(const WalDrop&) const = default;
 };
-using WalEntry = std::variant<WalPut, WalHint, WalHintDone, WalDrop>;
+// The members table this node applied; replaces the one recovered so far.
+struct WalMembers {
+  std::vector<Member> members;
+  bool operator==(const WalMembers&) const = default;
+};
+using WalEntry = std::variant<WalPut, WalHint, WalHintDone, WalDrop, WalMembers>;
 
 // Appends the encoded record of `entry` to `out`.
 void wal_encode(const WalEntry& entry, std::string& out);

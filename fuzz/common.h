@@ -20,7 +20,18 @@ namespace kv::fuzz {
 
 // Prints what broke and stops with a crash that libFuzzer records as an artifact.
 [[noreturn]] inline void fail(const std::string& what) {
-  std::fprintf(stderr, "fuzz property broken: %s\n", what.c_str());
+  // Keys are any bytes, NUL included: printed escaped, so that the whole message shows.
+  std::string shown;
+  for (const char c : what) {
+    if (c >= 0x20 && c < 0x7f) {
+      shown.push_back(c);
+    } else {
+      char esc[5];
+      std::snprintf(esc, sizeof esc, "\\x%02x", static_cast<unsigned char>(c));
+      shown += esc;
+    }
+  }
+  std::fprintf(stderr, "fuzz property broken: %s\n", shown.c_str());
   std::fflush(stderr);
   __builtin_trap();
 }

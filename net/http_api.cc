@@ -234,9 +234,31 @@ void handle_key(const HttpRequest& req, std::string_view raw_key, std::string_vi
   });
 }
 
-// /health, /ready, /metrics and /cluster. Returns false if `path` is none of them.
+// /health, /ready, /metrics and /cluster, and POST /cluster/remove/{name}. Returns false if
+// `path` is none of them.
 bool handle_status(const HttpRequest& req, std::string_view path, NodeApi& api,
                    const HttpRespond& respond, ReplyTo to) {
+  constexpr std::string_view remove_prefix = "/cluster/remove/";
+  if (path.starts_with(remove_prefix)) {
+    if (req.method() != http::verb::post) {
+      respond(method_not_allowed(req.method_string(), "POST", to));
+      return true;
+    }
+    const std::string name(path.substr(remove_prefix.size()));
+    const std::string refused = api.remove_member(name);
+    if (refused.empty()) {
+      respond(json_reply(http::status::accepted,
+                         json::object{{"removing", name},
+                                      {"detail", "its ranges are copied to the remaining replicas; "
+                                                 "/cluster shows it leaving, then left"}},
+                         to));
+    } else {
+      bool lossy = false;
+      respond(json_reply(http::status::conflict,
+                         json::object{{"error", "refused"}, {"detail", utf8_lossy(refused, &lossy)}}, to));
+    }
+    return true;
+  }
   if (path != "/health" && path != "/ready" && path != "/metrics" && path != "/cluster") {
     return false;
   }

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "core/messages.h"
 
@@ -22,6 +23,10 @@ class NodeApi {
   virtual std::string metrics_text() const = 0;  // Prometheus text exposition
   virtual std::string cluster_json() const = 0;  // ring and peers, for /cluster
   virtual std::string info_text() const = 0;     // the body of the RESP INFO reply
+  // Starts taking the dead member named `name` (n<number>) out of the cluster: empty, or why not.
+  virtual std::string remove_member(std::string_view name) {
+    return "removing " + std::string(name) + ": not supported by this node";
+  }
 };
 
 }  // namespace kv

@@ -165,15 +165,7 @@ void body_to_pb(const Heartbeat& b, pb::PeerMessage& out) {
 
 void body_to_pb(const Gossip& b, pb::PeerMessage& out) {
   pb::Gossip& p = *out.mutable_gossip();
-  for (const Member& m : b.members) {
-    pb::Member& q = *p.add_members();
-    q.set_id(m.id);
-    q.set_state(static_cast<std::uint32_t>(m.state));
-    q.set_generation(m.generation);
-    q.set_epoch(m.epoch);
-    q.set_peer_addr(m.peer_addr);
-    q.set_client_addr(m.client_addr);
-  }
+  for (const Member& m : b.members) to_pb(m, *p.add_members());
 }
 
 // ---- protobuf -> core: each returns the value, or what is wrong ----
@@ -269,26 +261,8 @@ Expected<MessageBody> body_from_pb(pb::Heartbeat& p) {
 }
 
 Expected<MessageBody> body_from_pb(pb::Gossip& p) {
-  if (static_cast<std::size_t>(p.members_size()) > ring_nodes_max) {
-    return invalid_input(std::to_string(p.members_size()) + " members, over ring_nodes_max (" +
-                         std::to_string(ring_nodes_max) + ")");
-  }
   Gossip b;
-  b.members.reserve(static_cast<std::size_t>(p.members_size()));
-  for (pb::Member& q : *p.mutable_members()) {
-    if (q.id() == 0) return invalid_input("a member with id 0");
-    if (!b.members.empty() && q.id() <= b.members.back().id) return invalid_input("members not in ascending id order");
-    if (q.state() < static_cast<std::uint32_t>(MemberState::joining) ||
-        q.state() > static_cast<std::uint32_t>(MemberState::left)) {
-      return invalid_input("unknown member state " + std::to_string(q.state()));
-    }
-    if (q.peer_addr().size() > member_addr_bytes_max || q.client_addr().size() > member_addr_bytes_max) {
-      return invalid_input("n" + std::to_string(q.id()) + "'s address is over " +
-                           std::to_string(member_addr_bytes_max) + " bytes");
-    }
-    b.members.push_back(Member{q.id(), static_cast<MemberState>(q.state()), q.generation(), q.epoch(),
-                               std::move(*q.mutable_peer_addr()), std::move(*q.mutable_client_addr())});
-  }
+  BOOST_OUTCOME_TRY(b.members, members_from_pb(*p.mutable_members()));
   return b;
 }
 

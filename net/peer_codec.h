@@ -44,8 +44,9 @@ inline constexpr std::size_t peer_frame_bytes_max_for(std::size_t key_bytes_max,
 }
 // The handshake is read before the peer is known, so it gets a much smaller limit.
 inline constexpr std::size_t peer_handshake_bytes_max = 4096;
-// 2: anti-entropy messages; 3: tombstone collection (WriteKind::reap); 4: heartbeats and gossip
-inline constexpr std::uint32_t peer_protocol_version = 4;
+// 2: anti-entropy messages; 3: tombstone collection (WriteKind::reap); 4: heartbeats and gossip;
+// 5: a members entry's removal fields (moved, ring_seen, streamed)
+inline constexpr std::uint32_t peer_protocol_version = 5;
 
 struct Handshake {
   std::string cluster_id;  // UTF-8 (a protobuf string field)

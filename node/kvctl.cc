@@ -6,6 +6,7 @@
 //   kvctl [--node HOST:PORT] status
 //   kvctl [--node HOST:PORT] ring
 //   kvctl [--node HOST:PORT] members
+//   kvctl [--node HOST:PORT] remove NAME
 //
 // Flags are read by Boost.ProgramOptions, the node's address by net/host_port.h and keys are
 // percent-encoded into the request path by Boost.URL, as every other part of the project does.
@@ -59,7 +60,9 @@ constexpr const char* usage_text =
     "  status                   health, readiness and the node's main counters\n"
     "  ring                     the cluster as this node sees it (members, links, ring settings)\n"
     "  members                  a table of the members: state, up or down, share of the ring,\n"
-    "                           keys held (asked of each member), and whether their tables agree\n\n"
+    "                           keys held (asked of each member), and whether their tables agree\n"
+    "  remove NAME              take a dead member (e.g. n4) out of the cluster: its ranges are\n"
+    "                           copied to the remaining replicas; watch it go with 'members'\n\n"
     "A key or value that starts with '--' goes after a lone '--', as in: kvctl put k -- --x\n";
 
 constexpr const char* exit_codes_text =
@@ -306,6 +309,19 @@ int run(const Options& o) {
     if (!arity(1)) return exit_usage;
     const auto r = call(o.node, http::verb::get, "/cluster", "");
     return r ? report(*r, false) : exit_unreachable;
+  }
+  if (cmd == "remove") {
+    if (!arity(2)) return exit_usage;
+    const auto r = call(o.node, http::verb::post, "/cluster/remove/" + words[1], "");
+    if (!r) return exit_unreachable;
+    if (r->status == 202) {
+      std::cout << "removing " << words[1] << ": its ranges are being copied to the remaining replicas;"
+                << " 'kvctl members' shows it leaving, then left\n";
+      return exit_ok;
+    }
+    const auto body = json_object(r->body);
+    std::cerr << "kvctl: remove " << words[1] << " refused: " << (body ? text_of(*body, "detail") : r->body) << "\n";
+    return exit_failed;
   }
   if (cmd == "members") {
     if (!arity(1)) return exit_usage;

@@ -358,6 +358,15 @@ std::string Node::cluster_json() const {
   return boost::json::serialize(o);
 }
 
+std::string Node::remove_member(std::string_view name) {
+  const auto id = parse_node_name(name);
+  if (!id) return id.error().detail;
+  std::string refused = replica_.remove_member(id.value(), now_ms());
+  process_ready();
+  if (refused.empty()) log_line("kvnode", config_.name + ": removing " + std::string(name) + " from the cluster");
+  return refused;
+}
+
 std::string Node::info_text() const {
   const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_);
   std::string members;

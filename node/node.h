@@ -38,6 +38,7 @@ class Node final : public NodeApi {
   std::string metrics_text() const override;
   std::string cluster_json() const override;
   std::string info_text() const override;
+  std::string remove_member(std::string_view name) override;
 
  private:
   struct InFlight {

@@ -8,6 +8,7 @@
 // (a partition that masks a clock step, a crash that erases a clogged queue) gets seeds where
 // only the fault it needs is on.
 #include <algorithm>
+#include <bit>
 #include <cstdlib>
 
 #include "sim/rng.h"
@@ -41,6 +42,7 @@ constexpr std::uint32_t wiped_at_heal_ppm = 300'000;  // of the seeds that may h
 constexpr std::uint32_t tombstone_gc_ppm = 1'000'000;   // of the seeds that may collect tombstones
 constexpr std::uint64_t tombstone_grace_ms_max = 20'000;  // longer, and nothing would be collected
 constexpr std::uint32_t heartbeats_off_ppm = 150'000;     // seeds without heartbeats (every peer up)
+constexpr std::uint32_t remove_seeds_ppm = 700'000;       // of the seeds that can remove a dead node
 
 // Faults in the order they strike (a stable sort: ties keep the order they were drawn in).
 void sort_by_time(std::vector<Fault>& faults) {
@@ -385,6 +387,21 @@ Scenario make_scenario(std::uint64_t seed) {
   } else {
     s.knobs.heartbeat_interval_ms = members_rng.between(100, 1000);
     s.knobs.fd_phi_threshold_tenths = members_rng.between(30, 120);
+  }
+
+  // Removal (its own stream): most seeds with one node dead for good take it out of the cluster,
+  // as an operator would with kvctl remove: mostly while the workload goes on, soon after the
+  // death, before anti-entropy has made the survivors agree (then reads that move to the new
+  // replicas too early, or pulls that skip a replica, lose writes); in some seeds after the heal.
+  Rng remove_rng = root.child("remove");
+  if (std::popcount(s.knobs.kept_down_mask) == 1 && s.knobs.heartbeat_interval_ms != 0 &&
+      s.knobs.ae_interval_ms != 0 && !s.knobs.sloppy_quorum && s.knobs.nodes - 1 >= s.knobs.replicas &&
+      remove_rng.chance_ppm(remove_seeds_ppm)) {
+    if (s.knobs.kept_down_at_ms == 0 && remove_rng.chance_ppm(750'000)) {
+      s.knobs.kept_down_at_ms = remove_rng.between(span_ms / 5, span_ms / 2);
+    }
+    s.knobs.remove_after_ms = remove_rng.chance_ppm(700'000) ? remove_rng.between(1, 1500)
+                                                              : remove_rng.between(1500, 10'000);
   }
 
   const std::uint64_t clients = work_rng.between(3, 8);

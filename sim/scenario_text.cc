@@ -104,6 +104,7 @@ constexpr std::array knob_specs{
     KnobSpec{"quiet_ms", &Knobs::quiet_ms, 0, time_ms_max},
     KnobSpec{"kept_down_mask", &Knobs::kept_down_mask, 0, std::numeric_limits<std::uint64_t>::max()},
     KnobSpec{"kept_down_at_ms", &Knobs::kept_down_at_ms, 0, time_ms_max},
+    KnobSpec{"remove_after_ms", &Knobs::remove_after_ms, 0, time_ms_max},
     KnobSpec{"client_timeout_ms", &Knobs::client_timeout_ms, 1, time_ms_max},
     KnobSpec{"pg_mode", &Knobs::pg_mode, 0, 2},
     KnobSpec{"legacy", &Knobs::legacy, 0, 1},
@@ -531,6 +532,9 @@ std::string Parser::close_preamble() {
   if (const auto down = static_cast<std::uint32_t>(std::popcount(k.kept_down_mask));
       down > 0 && down >= k.replicas) {
     return exceeds("kept_down_mask's node count", down, "replicas - 1", k.replicas - 1);
+  }
+  if (k.remove_after_ms != 0 && std::popcount(k.kept_down_mask) != 1) {
+    return "knob remove_after_ms needs exactly one node in kept_down_mask (the one removed)";
   }
   auto per_node = [&k](std::string_view name, std::size_t line, std::size_t size) {
     return "knob " + str(name) + " (line " + std::to_string(line) + ") has " +

@@ -90,6 +90,10 @@ struct Knobs {
   // At most replicas - 1 of them, so that every key keeps a replica in the core.
   std::uint64_t kept_down_mask = 0;
   std::uint64_t kept_down_at_ms = 0;  // they die for good then (0, or after the workload: at the heal)
+  // The operator takes the node kept down out of the cluster (kvctl remove) this long after it
+  // died, retrying every second while a live member refuses (0: never). One node kept down only,
+  // with heartbeats and anti-entropy on, strict quorums, and N members left.
+  std::uint64_t remove_after_ms = 0;
   std::uint64_t client_timeout_ms = 5000;
 
   // Bridges: PostgreSQL (write-through, lookup) and the legacy API, modelled as services with

@@ -1,6 +1,7 @@
 // The clients of the simulated world: they run their operation lists one at a time against the
 // node each operation names, record every invocation and completion in the history, and give up
 // on a request after client_timeout_ms. Then the end of a run: heal, quiet, final reads, checks.
+#include <bit>
 #include <cassert>
 
 #include "core/hash.h"
@@ -198,6 +199,89 @@ void World::die(Node& n) {
   probe("kept_down_after_heal");
   n.kept_down = true;
   if (n.up) crash(n, 0);
+  if (n.id == removing()) schedule(now_us_ + sc_.knobs.remove_after_ms * 1000, Ev::remove, 0, 0);
+}
+
+NodeId World::removing() const {
+  if (sc_.knobs.remove_after_ms == 0 || std::popcount(sc_.knobs.kept_down_mask) != 1) return 0;
+  return static_cast<NodeId>(std::countr_zero(sc_.knobs.kept_down_mask) + 1);
+}
+
+// Done once every live node's table has the node left.
+bool World::removal_done() const {
+  const NodeId gone = removing();
+  if (gone == 0) return true;
+  for (const Node& n : nodes_) {
+    if (n.kept_down) continue;
+    if (!n.up || n.replica->members().at(gone).state != MemberState::left) return false;
+  }
+  return true;
+}
+
+void World::check_reads_moved(const Node& n) {
+  reads_moved_checked_ = true;
+  probe("removal_reads_moved");
+  // A disk lost, or a tombstone collected, may lawfully leave a replica without a write.
+  if (!disk_losses_.empty() || collecting()) return;
+  Ring after = ring_;
+  after.remove_node(removing());
+  std::map<std::string, const Op*> newest;
+  for (const Op& op : history_) {
+    if (op.op == OpType::get || op.outcome != Outcome::ok || op.complete_us > now_us_) continue;
+    const Op*& held = newest[op.key];
+    if (!held || held->version < op.version) held = &op;
+  }
+  // A write acknowledged by W replicas must have W of them on the new ring: the pulls gave the
+  // gaining replica what the old ones held (a write of the change itself reached both rings).
+  for (const auto& [key, op] : newest) {
+    std::size_t holding = 0;
+    std::string who;
+    bool all_up = true;
+    for (NodeId o : after.preference_list(key, sc_.knobs.replicas)) {
+      const Node& r = node(o);
+      all_up = all_up && r.up;
+      if (!r.up) continue;
+      const auto held = r.replica->state().store.get(key);
+      const bool has = held && held->version >= op->version;
+      holding += has;
+      who += " n" + std::to_string(o) + "=" + (held ? held->version.to_string() : std::string("none"));
+    }
+    if (!all_up || holding >= op->quorum) continue;
+    violation("removal", "n" + std::to_string(n.id) + " moved reads to the ring without n" +
+                             std::to_string(removing()) + " while only " + std::to_string(holding) +
+                             " of " + key + "'s replicas on it held the " + std::string(op_name(op->op)) +
+                             " acknowledged by W=" + std::to_string(op->quorum) + " at version " +
+                             op->version.to_string() + ":" + who);
+    return;
+  }
+}
+
+// The operator runs kvctl remove against the live nodes in turn, as long as the removal has not
+// finished: a refusal (a member that is down or cut off, the target not yet taken as down) is
+// retried a second later, and so is a removal that was started but lost (its node crashed
+// before its entry spread, or the whole cluster lost its disks); while one is under way, a retry
+// is refused and changes nothing.
+void World::remove_dead(std::uint64_t attempt) {
+  const NodeId gone = removing();
+  // Done, the operator looks again later: the whole cluster losing its disks loses the removal
+  // with everything else, and then it is run again.
+  if (removal_done()) return schedule(now_us_ + 5'000'000, Ev::remove, 0, attempt);
+  std::vector<NodeId> live;
+  for (const Node& n : nodes_) {
+    if (!n.kept_down && n.up) live.push_back(n.id);
+  }
+  std::string refused = "no live node is up";
+  NodeId via = 0;
+  if (!live.empty()) {
+    via = live[attempt % live.size()];
+    Node& n = node(via);
+    refused = n.replica->remove_member(gone, local_ms(via));
+    after_input(n);
+  }
+  trace(Event{now_us_, 0, Ev::remove, via, attempt, 0},
+        "remove n" + std::to_string(gone) + (refused.empty() ? ": started" : ": refused: " + refused));
+  probe(refused.empty() ? "remove_started" : "remove_refused");
+  schedule(now_us_ + (refused.empty() ? 5'000'000 : 1'000'000), Ev::remove, 0, attempt + 1);
 }
 
 // Quiet: every node up, no hint held, no request in flight, no write-behind queued, no bridge
@@ -257,6 +341,19 @@ std::string World::still_busy() const {
       if (!membership.empty()) break;
     }
   }
+  if (!removal_done()) {
+    membership += ", the removal of n" + std::to_string(removing()) + " is under way:";
+    for (const Node& n : nodes_) {
+      if (n.kept_down || !n.up) continue;
+      const auto& table = n.replica->members();
+      const Member& t = table.at(removing());
+      membership += " n" + std::to_string(n.id) + " holds it " + std::string(member_state_name(t.state)) +
+                    (t.moved ? " (moved)" : "") + ", own view " + std::to_string(table.at(n.id).ring_seen % 1000) +
+                    " streamed " + std::to_string(table.at(n.id).streamed % 1000) + " [";
+      for (const auto& [id, m] : table) membership += " n" + std::to_string(id) + ":" + std::to_string(m.ring_seen % 1000) + "/" + std::to_string(m.streamed % 1000);
+      membership += "];";
+    }
+  }
   if (hints + requests + queued + bridge_in_flight_.size() + messages + disagree == 0 &&
       membership.empty()) {
     return {};
@@ -274,6 +371,10 @@ void World::poll_quiet() {
   const Knobs& k = sc_.knobs;
   const std::uint64_t rounds = sc_.keys * k.nodes / k.hint_deliveries_per_interval_max + 1;
   std::uint64_t bound_ms = k.quiet_ms * liveness_quiet_factor + k.hint_interval_ms * rounds;
+  if (removing() != 0) {
+    // Its three steps: two drains of two request timeouts, and the pulls.
+    bound_ms += k.remove_after_ms + 1000 * k.nodes + 6 * k.request_timeout_ms + 4 * k.heartbeat_interval_ms;
+  }
   if (k.heartbeat_interval_ms != 0) {
     // A node kept down found so by every failure detector: its silence reaching the threshold,
     // at up to twice the heartbeat interval as the mean (lost heartbeats stretch it).
@@ -298,6 +399,9 @@ void World::poll_quiet() {
   trace(Event{now_us_, 0, Ev::quiet_poll, 0, 0, 0},
         "quiet after " + std::to_string((now_us_ - healed_at_us_) / 1000) + "ms");
   mark(Mark::Kind::quiet, 0);
+  // The node taken out is no replica of anything any more: the checks at quiet and the final
+  // reads follow the ring without it.
+  if (removing() != 0 && busy.empty()) ring_.remove_node(removing());
   check_at_quiet();
   schedule(now_us_, Ev::final_reads, 0, 0);
 }

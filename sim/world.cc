@@ -25,7 +25,7 @@ std::uint64_t mix(std::uint64_t h, std::uint64_t v) {
 const char* event_name(int kind) {
   static const char* names[] = {"deliver", "tick", "fsync", "client", "client-timeout",
                                 "fault", "fault-end", "restart", "heal", "final-reads",
-                                "final-check", "bridge", "quiet-poll", "die"};
+                                "final-check", "bridge", "quiet-poll", "die", "remove"};
   return names[kind];
 }
 
@@ -97,7 +97,7 @@ const std::vector<std::string_view>& probe_names() {
         "bridge_error", "bridge_reply_lost", "client_timeout", "clock_step_backward",
         "clock_step_forward", "clog", "cluster_wipe", "crash", "crash_after_ack",
         "crash_lost_unsynced", "crash_torn_garbage", "disk_loss", "disk_loss_at_heal", "frame_damaged", "frame_refused",
-        "fsync_slow", "kept_down_after_heal",
+        "fsync_slow", "kept_down_after_heal", "remove_started", "remove_refused", "removal_reads_moved",
         "legacy_outage", "message_clogged", "message_dropped", "message_duplicated",
         "message_long_tail", "message_partitioned", "partition", "partition_one_way",
         "pg_async_lost_in_crash", "pg_outage", "power_loss", "quiet_check_key_exempt",
@@ -330,6 +330,7 @@ void World::step(const Event& e) {
         if (doomed(n)) die(n);
       }
       return;
+    case Ev::remove: return remove_dead(e.a);
   }
 }
 
@@ -457,6 +458,9 @@ void World::after_input(Node& n) {
     return;
   }
   Ready ready = n.replica->take_ready();
+  if (!reads_moved_checked_ && removing() != 0 && n.replica->members().at(removing()).moved) {
+    check_reads_moved(n);
+  }
   if (issuing_) {  // the request just handed over: its peer messages name its internal id
     for (const Message& m : ready.messages) {
       std::visit([&](const auto& b) {

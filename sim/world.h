@@ -49,7 +49,7 @@ class World {
   enum class Ev : std::uint8_t {
     deliver, tick, fsync_done, client_next, client_timeout,
     fault_start, fault_end, restart, heal, final_reads, final_check, bridge_reply, quiet_poll,
-    die,
+    die, remove,
   };
   struct Event {
     std::uint64_t at_us;
@@ -144,6 +144,15 @@ class World {
   void maybe_heal();
   void heal();
   void die(Node& n);  // liveness mode: n crashes, if it is up, and never restarts
+  // The operator's kvctl remove of the node kept down, at a live node; retried while refused.
+  void remove_dead(std::uint64_t attempt);
+  // The node being taken out (knob remove_after_ms), or 0.
+  NodeId removing() const;
+  bool removal_done() const;
+  // The first node to move reads to the ring without the node removed: every live replica of
+  // every key on that ring must hold its newest acknowledged write by now (the pulls' promise).
+  void check_reads_moved(const Node& n);
+  bool reads_moved_checked_ = false;
   bool doomed(const Node& n) const { return (sc_.knobs.kept_down_mask >> (n.id - 1)) & 1; }
   void poll_quiet();
   void on_collected(const Node& n, const WalDrop& drop);

@@ -74,7 +74,7 @@ TEST(Membership, TablesConvergeAndFollowARestart) {
   EXPECT_GT(net.at(1).stats().gossip_entries_applied, 0u);
 }
 
-TEST(Membership, ATableNamingAStrangerIsRefusedWhole) {
+TEST(Membership, ATableNamingAStrangerOrShrinkingTheRingBelowNIsRefusedWhole) {
   TestNet net(3, false, {}, with_heartbeats());
   net.advance(beat_ms);
   net.advance(beat_ms);
@@ -86,6 +86,13 @@ TEST(Membership, ATableNamingAStrangerIsRefusedWhole) {
   EXPECT_EQ(net.at(1).stats().gossip_refused, 1u);
   EXPECT_EQ(net.at(1).members_hash(), before);
   EXPECT_EQ(net.at(1).members().count(9), 0u);
+  // Nor is a table taken that would leave fewer than N members in the ring.
+  Gossip out;
+  out.members.push_back(Member{.id = 3, .state = MemberState::left, .generation = 1u << 30});
+  net.at(1).on_message(Message{2, 1, out}, net.clock(1));
+  EXPECT_EQ(net.at(1).stats().gossip_refused, 2u);
+  EXPECT_EQ(net.at(1).members().at(3).state, MemberState::normal);
+  EXPECT_EQ(net.at(1).ring().node_count(), 3u);
 }
 
 ClientRequest put(std::string key, std::uint32_t w = 0) {
@@ -156,6 +163,102 @@ TEST(Membership, HintsWaitForTheirTargetToBeBack) {
   EXPECT_EQ(net.at(1).state().hints.size(), 0u);
   EXPECT_EQ(net.at(1).stats().hints_delivered, 1u);
   ASSERT_TRUE(net.at(3).state().store.get("k"));
+}
+
+}  // namespace
+}  // namespace kv
+
+namespace kv {
+namespace {
+
+using test::TestNet;
+
+TestNet::Tweak removable() {
+  return [](ReplicaConfig& c) {
+    c.heartbeat_interval_ms = 100;
+    c.ae_interval_ms = 100;
+    c.request_timeout_ms = 500;
+    c.retry_interval_ms = 100;
+  };
+}
+
+ClientRequest request(OpType op, std::string key, std::string value = {}, std::uint32_t q = 0) {
+  ClientRequest rq;
+  rq.op = op;
+  rq.key = std::move(key);
+  rq.value = std::move(value);
+  (op == OpType::get ? rq.r : rq.w) = q;
+  return rq;
+}
+
+TEST(Membership, RemovalsAreRefusedWithAReason) {
+  TestNet three(3, false, {}, removable());
+  three.advance(100);
+  three.down_ = {3};
+  for (int i = 0; i < 30; ++i) three.advance(100);
+  EXPECT_EQ(three.at(1).remove_member(3, three.clock(1)), "removing n3 would leave 2 members, fewer than N=3");
+  TestNet net(4, false, {}, removable());
+  net.advance(100);
+  EXPECT_EQ(net.at(1).remove_member(1, net.clock(1)), "a node cannot remove itself");
+  EXPECT_EQ(net.at(1).remove_member(9, net.clock(1)), "n9 is not a member");
+  EXPECT_EQ(net.at(1).remove_member(4, net.clock(1)),
+            "n4 is up: only a member the failure detector takes as down can be removed");
+}
+
+// n4 dies; n1 is told to remove it. Writes go on all along, through every coordinator. The steps
+// run by themselves on every node: every table ends with n4 left, every key is on its three
+// replicas of the ring without n4 (n3 or another node gained it by anti-entropy), and every
+// acknowledged write reads back with R = 3.
+TEST(Membership, ADeadMemberIsRemovedAndItsRangesReplicatedAgain) {
+  TestNet net(4, false, {}, removable());
+  net.advance(100);
+  std::map<std::string, std::string> acked;
+  int written = 0;
+  auto write_some = [&](int count) {
+    for (int i = 0; i < count; ++i, ++written) {
+      const std::string key = "k" + std::to_string(written % 60), value = "v" + std::to_string(written);
+      const NodeId via = static_cast<NodeId>(1 + written % 3);
+      const ClientReply r = net.call(via, request(OpType::put, key, value));
+      if (!r.error) acked[key] = value;
+    }
+  };
+  write_some(60);
+  net.down_ = {4};
+  for (int i = 0; i < 30; ++i) net.advance(100);
+  ASSERT_FALSE(net.at(1).peer_up(4, net.clock(1)));
+  ASSERT_EQ(net.at(1).remove_member(4, net.clock(1)), "");
+  EXPECT_EQ(net.at(2).remove_member(4, net.clock(2)), "");  // a second node may start it too
+  EXPECT_EQ(net.at(1).remove_member(4, net.clock(1)), "n4 is being removed: one change at a time");
+  EXPECT_EQ(net.at(1).members().at(4).state, MemberState::leaving);
+  int steps = 0;
+  for (; steps < 600 && net.at(1).members().at(4).state != MemberState::left; ++steps) {
+    net.advance(100);
+    if (steps % 5 == 0) write_some(1);
+  }
+  ASSERT_EQ(net.at(1).members().at(4).state, MemberState::left) << "after " << steps << " steps";
+  for (int i = 0; i < 10; ++i) net.advance(100);
+  for (NodeId n = 2; n <= 3; ++n) {
+    EXPECT_EQ(net.at(n).members_hash(), net.at(1).members_hash()) << "n" << n;
+    EXPECT_EQ(net.at(n).members().at(4).state, MemberState::left);
+  }
+  EXPECT_EQ(net.at(1).remove_member(4, net.clock(1)), "n4 has left already");
+  // n1..n3 are the whole ring now: N = 3 means every key on every one of them.
+  for (const auto& [key, value] : acked) {
+    for (NodeId n = 1; n <= 3; ++n) {
+      const auto held = net.at(n).state().store.get(key);
+      ASSERT_TRUE(held) << key << " missing on n" << n;
+    }
+    const ClientReply r = net.call(1, request(OpType::get, key, {}, 3));
+    ASSERT_FALSE(r.error) << key << ": " << r.detail;
+    ASSERT_TRUE(r.record && !r.record->tombstone) << key;
+    EXPECT_EQ(r.record->value, value) << key;
+  }
+  EXPECT_GT(net.at(1).stats().membership_steps + net.at(2).stats().membership_steps +
+                net.at(3).stats().membership_steps, 2u);
+  // The change survives a restart: the log kept the table.
+  net.restart(2);
+  EXPECT_EQ(net.at(2).members().at(4).state, MemberState::left);
+  EXPECT_EQ(net.at(2).ring().node_count(), 3u);
 }
 
 }  // namespace

@@ -169,8 +169,9 @@ std::string show(const Message& m) {
         if constexpr (std::is_same_v<T, Gossip>) {
           out += "gossip";
           for (const Member& mb : b.members) {
-            out += " " + node(mb.id) + ":" + std::string(member_state_name(mb.state)) + "@" +
-                   std::to_string(mb.generation) + "." + std::to_string(mb.epoch);
+            out += " " + node(mb.id) + ":" + std::string(member_state_name(mb.state)) +
+                   (mb.moved ? "(moved)" : "") + "@" + std::to_string(mb.generation) + "." +
+                   std::to_string(mb.epoch);
           }
         }
         if constexpr (std::is_same_v<T, ReadReq>) out += "read-req" + head;
@@ -198,8 +199,12 @@ std::string show(const WalEntry& e) {
         } else if constexpr (std::is_same_v<T, WalHintDone>) {
           return "hint-done for=" + node(w.target) + " key=" + show_key(w.key) + " " +
                  show(w.version);
-        } else {
+        } else if constexpr (std::is_same_v<T, WalDrop>) {
           return "drop key=" + show_key(w.key) + " " + show(w.version);
+        } else {
+          std::string out = "members";
+          for (const Member& m : w.members) out += " " + node(m.id) + ":" + std::string(member_state_name(m.state)) + (m.moved ? "(moved)" : "");
+          return out;
         }
       },
       e);

@@ -45,7 +45,9 @@ back, every frame decoding to the message sent, PostgreSQL read back holding eve
 write (in sync mode, from the moment of the acknowledgement), and liveness: after the heal the
 cluster falls quiet within a bound (with heartbeats, quiet includes every live node holding the
 same members table and its failure detector right about every peer), and in some seeds a core of
-it must do so with the other nodes dead for good. Not checked, as the store does not have the features yet: C8 (expiry), C9
+it must do so with the other nodes dead for good, most of them taking the dead node out (kvctl
+remove) while the workload runs: the removal must finish, and when reads move to the ring
+without it every acknowledged write must have its W copies there. Not checked, as the store does not have the features yet: C8 (expiry), C9
 (counters).
 The seed decides everything (cluster size, quorums, timers, fault rates, faults, workload), so
 every failure replays exactly, on any machine.

@@ -137,6 +137,99 @@ def restarted_node_up_again(ctx):
     kc.check_eq(status, 200, "a w=3 write with n3 back (%r)" % body)
 
 
+REMOVE_KEYS = 2000
+REMOVE_TIMEOUT_S = 60.0
+
+
+def load(port, stop, tally):
+    """A verifying load: puts and gets of its own keys through one node until stopped; every
+    acknowledged put is remembered, every get checked against the last acknowledged put."""
+    acked = {}
+    i = 0
+    while not stop.is_set():
+        key = "load:%d:%d" % (port, i % 200)
+        if i % 2 == 0:
+            value = "v%d" % i
+            status, _ = kc.http_json(port, "PUT", "/v1/%s" % key, value)
+            tally["ops"] += 1
+            if status == 200:
+                acked[key] = value
+                tally["ok"] += 1
+        else:
+            status, body = kc.http_json(port, "GET", "/v1/%s" % key)
+            tally["ops"] += 1
+            if status in (200, 404):
+                tally["ok"] += 1
+                got = body.get("value") if status == 200 else None
+                if key in acked and got != acked[key]:
+                    tally["stale"].append((key, acked[key], got))
+        i += 1
+    tally["acked"].update(acked)
+
+
+def dead_member_removed(ctx):
+    """Four nodes; n4 is killed and, once taken as down, removed with kvctl remove while a load
+    runs through the other three. Every node ends with n4 left, each of the three holds every
+    key (N=3 of 3), and every acknowledged write reads back; kvctl refuses to remove a live node."""
+    c = ctx["cluster"]
+    n1, n4 = c.node(1), c.node(4)
+    code, _, err = kvctl(ctx["bin"], n1, "remove", "n4")
+    kc.check(code == 1 and "n4 is up" in err, "removing a live node: want a refusal, got %d %r" % (code, err))
+    with kc.RespClient(n1.resp_port, timeout_s=30.0) as r:
+        for base in range(0, REMOVE_KEYS, 500):
+            for reply in r.pipeline([("SET", "rm:%d" % i, "value-%d" % i) for i in range(base, base + 500)]):
+                kc.check_eq(reply, "OK", "SET")
+    c.kill_node(n4)
+    took = wait_until(lambda: all(member(cluster_of(n), "n4")["status"] == "down" for n in c.nodes[:3]), DOWN_TIMEOUT_S)
+    kc.check(took is not None, "n4 never taken as down")
+    import threading
+    stop = threading.Event()
+    tallies = [{"ops": 0, "ok": 0, "stale": [], "acked": {}} for _ in range(3)]
+    threads = [threading.Thread(target=load, args=(c.node(i + 1).http_port, stop, tallies[i])) for i in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    started = time.monotonic()
+    code, out, err = kvctl(ctx["bin"], n1, "remove", "n4")
+    kc.check_eq(code, 0, "kvctl remove n4 (%s %s)" % (out, err))
+    done = wait_until(lambda: all(member(cluster_of(n), "n4")["state"] == "left" for n in c.nodes[:3]), REMOVE_TIMEOUT_S)
+    removal_s = time.monotonic() - started
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    kc.check(done is not None, "n4 not left everywhere %.0f s after kvctl remove: %r"
+             % (REMOVE_TIMEOUT_S, [member(cluster_of(n), "n4") for n in c.nodes[:3]]))
+    ops = sum(t["ops"] for t in tallies)
+    ok = sum(t["ok"] for t in tallies)
+    stale = [s for t in tallies for s in t["stale"]]
+    print("  n4 removed (left on every node) %.1f s after kvctl remove; during it %d operations, %d "
+          "succeeded (%.1f%%), %d stale reads" % (removal_s, ops, ok, 100.0 * ok / max(ops, 1), len(stale)), flush=True)
+    kc.check(not stale, "stale reads during the removal: %r" % stale[:3])
+    kc.check(ok >= 0.99 * ops, "only %d of %d operations succeeded during the removal" % (ok, ops))
+    code, out, _ = kvctl(ctx["bin"], n1, "members")
+    print("  " + out.replace("\n", "\n  ").rstrip(), flush=True)
+    row = [line.split() for line in out.splitlines() if line.startswith("n4 ")]
+    kc.check(len(row) == 1 and row[0][1] == "left", "kvctl members row for n4: %r" % row)
+    # N = 3 on the three that are left: each holds every key, which only the removal's pulls and
+    # anti-entropy can have given the one that was not a replica.
+    for n in c.nodes[:3]:
+        status, _, body = kc.http_call(n.http_port, "GET", "/metrics", timeout_s=5.0)
+        keys = [float(line.split()[1]) for line in body.decode().splitlines() if line.startswith("kv_keys ")]
+        kc.check(keys and keys[0] >= REMOVE_KEYS, "%s holds %r keys, fewer than the %d written" % (n.name, keys, REMOVE_KEYS))
+    wrong = []
+    for i in range(0, REMOVE_KEYS, 7):
+        status, body = kc.http_json(n1.http_port, "GET", "/v1/rm:%d?r=3" % i)
+        if status != 200 or body.get("value") != "value-%d" % i:
+            wrong.append((i, status, body))
+    for t in tallies:
+        for key, value in t["acked"].items():
+            status, body = kc.http_json(n1.http_port, "GET", "/v1/%s?r=3" % key)
+            if status != 200 or body.get("value") != value:
+                wrong.append((key, status, body))
+    kc.check(not wrong, "%d keys read back wrong with r=3, first %r" % (len(wrong), wrong[:3]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", required=True, help="directory holding kvnode and kvctl")
@@ -144,6 +237,9 @@ def main():
     with kc.Cluster(args.bin, size=3) as c:
         ctx = {"cluster": c, "bin": args.bin}
         ok = all(kc.run_test(ctx, t) for t in (table_spreads, killed_node_found_down, restarted_node_up_again))
+    with kc.Cluster(args.bin, size=4) as c:
+        ctx = {"cluster": c, "bin": args.bin}
+        ok = kc.run_test(ctx, dead_member_removed) and ok
     sys.exit(0 if ok else 1)
 
 
