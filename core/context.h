@@ -61,7 +61,8 @@ struct Context {
   bool bridges_on() const { return config.pg_mode != PgMode::off || config.legacy; }
   bool collects_tombstones() const { return config.collects_tombstones(); }
   // Whether the failure detector takes `node` as up now (this node always is).
-  bool peer_up(NodeId node) const { return node == config.self || fd.up(node, now_ms); }
+  bool peer_up(NodeId node) const { return peer_up_at(node, now_ms); }
+  bool peer_up_at(NodeId node, std::uint64_t at_ms) const { return node == config.self || fd.up(node, at_ms); }
   // At or before the clock's latest stamp: nothing this node holds may be ahead of its clock.
   bool not_after_clock(const Version& v) const {
     const Version& last = hlc.last();

@@ -206,7 +206,7 @@ const Ring& Replica::ring() const { return roles_->ctx.ring; }
 const std::map<NodeId, Member>& Replica::members() const { return roles_->members.members(); }
 std::uint64_t Replica::members_hash() const { return roles_->members.table_hash(); }
 bool Replica::peer_up(NodeId node, std::uint64_t now_ms) const {
-  return node == roles_->ctx.config.self || roles_->ctx.fd.up(node, now_ms);
+  return roles_->ctx.peer_up_at(node, now_ms);
 }
 double Replica::peer_phi(NodeId node, std::uint64_t now_ms) const {
   return node == roles_->ctx.config.self ? 0.0 : roles_->ctx.fd.phi(node, now_ms);

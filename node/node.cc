@@ -3,6 +3,7 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
+#include <cmath>
 #include <cstdio>
 
 #include "net/log.h"
@@ -348,7 +349,7 @@ std::string Node::cluster_json() const {
       m["resp_addr"] = config_.resp_addr.to_string();
     } else {
       m["status"] = replica_.peer_up(id, now) ? "up" : "down";
-      m["phi"] = std::stod(fixed2(replica_.peer_phi(id, now)));
+      m["phi"] = std::round(replica_.peer_phi(id, now) * 100.0) / 100.0;
       auto it = stats.find(id);
       m["link"] = it != stats.end() && it->second.state == LinkState::connected ? "connected" : "down";
     }

@@ -346,12 +346,17 @@ std::string World::still_busy() const {
     for (const Node& n : nodes_) {
       if (n.kept_down || !n.up) continue;
       const auto& table = n.replica->members();
+      const Member& self = table.at(n.id);
       const Member& t = table.at(removing());
+      std::string behind, pulling;
+      for (const auto& [id, m] : table) {
+        if (id == removing() || m.state == MemberState::left) continue;
+        if (m.ring_seen != self.ring_seen) behind += " n" + std::to_string(id);
+        if (m.streamed != self.ring_seen) pulling += " n" + std::to_string(id);
+      }
       membership += " n" + std::to_string(n.id) + " holds it " + std::string(member_state_name(t.state)) +
-                    (t.moved ? " (moved)" : "") + ", own view " + std::to_string(table.at(n.id).ring_seen % 1000) +
-                    " streamed " + std::to_string(table.at(n.id).streamed % 1000) + " [";
-      for (const auto& [id, m] : table) membership += " n" + std::to_string(id) + ":" + std::to_string(m.ring_seen % 1000) + "/" + std::to_string(m.streamed % 1000);
-      membership += "];";
+                    (t.moved ? " (moved)" : "") + (behind.empty() ? "" : ", not yet applied by" + behind) +
+                    (pulling.empty() || t.moved ? "" : ", not yet pulled by" + pulling) + ";";
     }
   }
   if (hints + requests + queued + bridge_in_flight_.size() + messages + disagree == 0 &&

@@ -165,13 +165,6 @@ TEST(Membership, HintsWaitForTheirTargetToBeBack) {
   ASSERT_TRUE(net.at(3).state().store.get("k"));
 }
 
-}  // namespace
-}  // namespace kv
-
-namespace kv {
-namespace {
-
-using test::TestNet;
 
 TestNet::Tweak removable() {
   return [](ReplicaConfig& c) {
